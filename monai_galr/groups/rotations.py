@@ -1,0 +1,138 @@
+"""Batched rotation groups SO(2) and SO(3) as ``(B, d, d)`` tensors.
+
+Group elements are plain tensors of rotation matrices.  They act on *array-index coordinates*: axis 0 of the
+spatial grid (``H``) is the first coordinate, axis 1 (``W``) the second and, in 3D, axis 2 (``D``) the third.
+``compose(a, b)`` is the element "``b`` first, then ``a``" (the matrix product ``a @ b``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "identity",
+    "compose",
+    "inverse",
+    "random_rotation",
+    "random_c4",
+    "validate_rotation",
+    "rotation_tolerance",
+]
+
+
+def _check_dim(dim: int, name: str = "dim") -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{name} must be an int (2 for SO(2), 3 for SO(3)), got {type(dim).__name__}.")
+    if dim not in (2, 3):
+        raise ValueError(f"{name} must be 2 (SO(2)) or 3 (SO(3)), got {dim}.")
+    return dim
+
+
+def _check_batch(batch: int) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        raise ValueError(f"batch must be a non-negative int, got {batch!r}.")
+    return batch
+
+
+def rotation_tolerance(dtype: torch.dtype) -> float:
+    """Absolute tolerance used to accept a matrix as a rotation for ``dtype``."""
+    return 1e-6 if dtype == torch.float64 else 1e-3
+
+
+def identity(batch: int, dim: int, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """The identity element, ``(batch, dim, dim)``."""
+    _check_batch(batch)
+    _check_dim(dim)
+    return torch.eye(dim, dtype=dtype, device=device).expand(batch, dim, dim).clone()
+
+
+def validate_rotation(r: torch.Tensor, dim: int | None = None, name: str = "rotation") -> torch.Tensor:
+    """Check that ``r`` is a batch of proper rotations and return it.
+
+    Args:
+        r: ``(B, d, d)`` tensor, ``d`` in {2, 3}.
+        dim: the expected ``d``, or None to accept 2 or 3.
+        name: the parameter name used in error messages.
+
+    Raises:
+        TypeError: ``r`` is not a floating point tensor.
+        ValueError: wrong shape, not orthonormal, or a reflection (``det = -1``).
+    """
+    if not isinstance(r, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, d, d), got {type(r).__name__}.")
+    if not r.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got dtype {r.dtype}.")
+    if r.ndim != 3 or r.shape[-1] != r.shape[-2] or r.shape[-1] not in (2, 3):
+        raise ValueError(f"{name} must have shape (B, 2, 2) or (B, 3, 3), got {tuple(r.shape)}.")
+    if dim is not None and r.shape[-1] != _check_dim(dim):
+        raise ValueError(f"{name} must have shape (B, {dim}, {dim}) for SO({dim}), got {tuple(r.shape)}.")
+    if r.shape[0] == 0:
+        return r
+    tol = rotation_tolerance(r.dtype)
+    with torch.no_grad():
+        rf = r.detach().to(torch.float64)
+        eye = torch.eye(r.shape[-1], dtype=torch.float64, device=r.device)
+        err = (rf.transpose(-1, -2) @ rf - eye).abs().amax().item()
+        if not math.isfinite(err) or err > tol:
+            raise ValueError(f"{name} must be orthonormal (R^T R = I within {tol:g}); max deviation is {err:.3g}.")
+        det = torch.linalg.det(rf)
+        if (det < 0).any():
+            bad = int(torch.nonzero(det < 0)[0].item())
+            raise ValueError(
+                f"{name} must be a proper rotation (det = +1); element {bad} has det = {det[bad].item():.3g} "
+                "(a reflection)."
+            )
+    return r
+
+
+def compose(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The element that applies ``b`` first, then ``a``: ``a @ b``, both ``(B, d, d)`` (B may broadcast)."""
+    if a.shape[-2:] != b.shape[-2:]:
+        raise ValueError(f"compose needs rotations of the same dimension, got {tuple(a.shape)} and {tuple(b.shape)}.")
+    return a @ b
+
+
+def inverse(r: torch.Tensor) -> torch.Tensor:
+    """The inverse element (the transpose), ``(B, d, d)``."""
+    return r.transpose(-1, -2)
+
+
+def random_rotation(
+    batch: int,
+    dim: int,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+) -> torch.Tensor:
+    """Haar-uniform random rotations, ``(batch, dim, dim)``.
+
+    SO(2): a uniform angle in [0, 2*pi).  SO(3): a normalized Gaussian quaternion (uniform on S^3, hence Haar).
+    Sampling happens on ``generator``'s device (CPU by default) and the result is moved to ``device``.
+    """
+    from monai_galr.groups.so2 import angle_to_matrix
+    from monai_galr.groups.so3 import quaternion_to_matrix
+
+    _check_batch(batch)
+    _check_dim(dim)
+    gen_device = generator.device if generator is not None else "cpu"
+    if dim == 2:
+        angle = torch.rand(batch, generator=generator, dtype=torch.float64, device=gen_device) * (2 * math.pi)
+        out = angle_to_matrix(angle)
+    else:
+        q = torch.randn(batch, 4, generator=generator, dtype=torch.float64, device=gen_device)
+        out = quaternion_to_matrix(q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    return out.to(dtype=dtype, device=device)
+
+
+def random_c4(
+    batch: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32, device=None
+) -> torch.Tensor:
+    """Uniform random elements of the cyclic group C4 (multiples of 90 degrees) as SO(2) matrices."""
+    from monai_galr.groups.so2 import angle_to_matrix
+
+    _check_batch(batch)
+    gen_device = generator.device if generator is not None else "cpu"
+    k = torch.randint(0, 4, (batch,), generator=generator, device=gen_device)
+    return angle_to_matrix(k.to(torch.float64) * (math.pi / 2)).round().to(dtype=dtype, device=device)

@@ -1,0 +1,8 @@
+"""Networks: the ALD block, latent actions and the group-action autoencoder."""
+
+from __future__ import annotations
+
+from monai_galr.networks.blocks import ALD, GridRotation, LearnedAction
+from monai_galr.networks.nets import GroupActionAutoEncoder, RotatedReconstruction
+
+__all__ = ["ALD", "GridRotation", "GroupActionAutoEncoder", "LearnedAction", "RotatedReconstruction"]

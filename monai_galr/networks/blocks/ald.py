@@ -1,0 +1,118 @@
+"""Adaptive Latent Disentanglement (ALD): a learnable binary split of the latent channels."""
+
+from __future__ import annotations
+
+import torch
+from monai.utils import look_up_option
+from torch import nn
+
+__all__ = ["ALD", "AdaptiveLatentDisentanglement", "PARTITIONS"]
+
+PARTITIONS = ("learned", "manual", "all")
+
+
+class ALD(nn.Module):
+    """Splits a latent ``z`` of ``num_channels`` channels into varying and invariant parts.
+
+    ``partition="learned"``: logits ``alpha`` (one per channel) and a threshold ``tau``; the hard mask is
+    ``M = 1[sigmoid(alpha) > tau]``.  The straight-through estimator uses ``M`` in the forward pass and the
+    gradient of ``sigmoid(alpha)`` in the backward pass.  ``partition="manual"``: a fixed mask whose first
+    ``round(varying_fraction * num_channels)`` channels vary (GALR-style).  ``partition="all"``: every channel
+    varies (EquivNR-style).
+
+    Args:
+        num_channels: number of latent channels ``L``.
+        partition: ``"learned"``, ``"manual"`` or ``"all"``.
+        tau: threshold in (0, 1) of the learned mask.
+        varying_fraction: fraction in [0, 1] of varying channels for ``partition="manual"``.
+        alpha_init: initial value of the logits (learned partition).
+        alpha_init_std: standard deviation of Gaussian noise added to ``alpha_init`` (drawn from torch's global
+            generator: seed it for reproducible runs).
+
+    Raises:
+        ValueError: unknown ``partition``, ``tau`` outside (0, 1), ``varying_fraction`` outside [0, 1] or
+            ``num_channels < 1``.
+
+    Example::
+
+        >>> ald = ALD(8, partition="manual", varying_fraction=0.25)
+        >>> z_v, z_i = ald.split(torch.rand(2, 8, 4, 4))
+        >>> ald.hard_mask()
+        tensor([1., 1., 0., 0., 0., 0., 0., 0.])
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        partition: str = "learned",
+        tau: float = 0.5,
+        varying_fraction: float = 0.5,
+        alpha_init: float = 0.0,
+        alpha_init_std: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
+            raise ValueError(f"num_channels must be a positive int, got {num_channels!r}.")
+        self.partition = look_up_option(partition, PARTITIONS)
+        tau = float(tau)
+        if not 0.0 < tau < 1.0:
+            raise ValueError(f"tau must lie in the open interval (0, 1), got {tau}.")
+        varying_fraction = float(varying_fraction)
+        if not 0.0 <= varying_fraction <= 1.0:
+            raise ValueError(f"varying_fraction must lie in [0, 1], got {varying_fraction}.")
+        if alpha_init_std < 0:
+            raise ValueError(f"alpha_init_std must be >= 0, got {alpha_init_std}.")
+        self.num_channels = num_channels
+        self.tau = tau
+        if self.partition == "learned":
+            alpha = torch.full((num_channels,), float(alpha_init))
+            if alpha_init_std > 0:
+                alpha = alpha + alpha_init_std * torch.randn(num_channels)
+            self.alpha = nn.Parameter(alpha)
+            self.register_buffer("fixed_mask", torch.zeros(0), persistent=False)
+        else:
+            n_var = num_channels if self.partition == "all" else int(round(varying_fraction * num_channels))
+            mask = torch.zeros(num_channels)
+            mask[:n_var] = 1.0
+            self.register_parameter("alpha", None)
+            self.register_buffer("fixed_mask", mask)
+
+    def probabilities(self) -> torch.Tensor:
+        """``(L,)``: ``sigmoid(alpha)`` for the learned partition, the fixed 0/1 mask otherwise."""
+        if self.alpha is None:
+            return self.fixed_mask
+        return torch.sigmoid(self.alpha)
+
+    def hard_mask(self) -> torch.Tensor:
+        """``(L,)`` float tensor of 0/1: 1 marks a varying channel.  No gradient."""
+        if self.alpha is None:
+            return self.fixed_mask
+        return (torch.sigmoid(self.alpha.detach()) > self.tau).to(self.alpha.dtype)
+
+    def mask(self) -> torch.Tensor:
+        """``(L,)`` mask used in the forward pass: the hard mask, with the straight-through gradient."""
+        if self.alpha is None:
+            return self.fixed_mask
+        soft = torch.sigmoid(self.alpha)
+        return (soft > self.tau).to(soft.dtype) + soft - soft.detach()
+
+    def varying_fraction(self) -> float:
+        """Fraction of channels currently marked as varying."""
+        return float(self.hard_mask().mean().item())
+
+    def broadcast(self, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Reshape an ``(L,)`` mask to ``(1, L, 1, ...)`` to multiply ``z`` of shape ``(B, L, *spatial)``."""
+        if z.ndim < 2 or z.shape[1] != self.num_channels:
+            raise ValueError(f"expected a latent (B, {self.num_channels}, ...), got {tuple(z.shape)}.")
+        return mask.to(z.dtype).view(1, -1, *([1] * (z.ndim - 2)))
+
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z_v, z_i) = (M * z, (1 - M) * z)``, each ``(B, L, *spatial)``."""
+        m = self.broadcast(self.mask(), z)
+        return m * z, (1 - m) * z
+
+    def extra_repr(self) -> str:
+        return f"num_channels={self.num_channels}, partition={self.partition!r}, tau={self.tau}"
+
+
+AdaptiveLatentDisentanglement = ALD

@@ -1,0 +1,224 @@
+"""The group-action autoencoder: MONAI's ``AutoEncoder`` with a bounded latent, the ALD split and a latent action."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.networks.blocks import Convolution
+from monai.networks.layers.factories import Act
+from monai.networks.nets import AutoEncoder
+from monai.utils import look_up_option
+from torch import nn
+
+from monai_galr.networks.blocks.actions import ACTIONS, GridRotation, LearnedAction
+from monai_galr.networks.blocks.ald import ALD
+
+__all__ = ["GroupActionAutoEncoder", "RotatedReconstruction"]
+
+_LATENT_ACTS = ("tanh", "none")
+_OUTPUT_ACTS = ("sigmoid", "none")
+
+
+class GroupActionAutoEncoder(AutoEncoder):
+    """Encoder-decoder whose spatial latent carries a learned rotation action on its varying channels.
+
+    ``encode`` (MONAI's encoder stack, then a 1x1 convolution to ``latent_channels`` and a bounded activation),
+    ``split`` (ALD), ``apply_action`` (``Phi_R(z) = [Phi^v_R(z_v); z_i]``; not ``act``, which MONAI's
+    ``AutoEncoder`` already uses for the activation type) and ``decode`` (MONAI's decoder stack, then the
+    output activation).  ``forward(image)`` returns the plain reconstruction ``decode(encode(image))``.
+    The same class serves 2D (``(B, C, H, W)``) and 3D (``(B, C, H, W, D)``) images.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels / out_channels: image channels.
+        channels: encoder widths, one per stage (decoder mirrors them).
+        strides: stride of each stage; the latent grid is the image grid divided by ``prod(strides)``.
+        latent_channels: number of latent channels ``L`` (default ``channels[-1]``).
+        kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias: as in MONAI's ``AutoEncoder``.
+        partition: ``"learned"`` (ALD), ``"manual"`` (fixed ``varying_fraction``) or ``"all"``.
+        action: ``"grid"`` (rotate the latent grid) or ``"learned"`` (``LearnedAction``).
+        tau: ALD threshold in (0, 1).
+        varying_fraction: varying share of the channels for ``partition="manual"``.
+        alpha_init / alpha_init_std: initial ALD logits.
+        latent_activation: ``"tanh"`` (bounded latent: the scale anchor the stop-gradient latent losses need)
+            or ``"none"``.
+        output_activation: ``"sigmoid"`` (intensities in [0, 1]) or ``"none"``.
+        action_mode / action_padding: interpolation and padding of the grid action.
+        action_hidden_channels / action_layers: size of the learned action.
+
+    Raises:
+        ValueError: ``spatial_dims`` not 2 or 3, unknown ``partition`` / ``action`` / activations, ``tau`` outside
+            (0, 1), ``channels`` and ``strides`` of different lengths.
+
+    Example::
+
+        >>> net = GroupActionAutoEncoder(2, 1, 1, channels=(16, 32), strides=(2, 1), latent_channels=16)
+        >>> z = net.encode(torch.rand(4, 1, 32, 32))           # (4, 16, 16, 16)
+        >>> y = net.decode(net.apply_action(z, rotation))                 # rotation: (4, 2, 2)
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        channels: Sequence[int],
+        strides: Sequence[int],
+        latent_channels: int | None = None,
+        kernel_size: int = 3,
+        up_kernel_size: int = 3,
+        num_res_units: int = 0,
+        act: tuple | str | None = Act.PRELU,
+        norm: tuple | str = "instance",
+        dropout: tuple | str | float | None = None,
+        bias: bool = True,
+        partition: str = "learned",
+        action: str = "grid",
+        tau: float = 0.5,
+        varying_fraction: float = 0.5,
+        alpha_init: float = 0.0,
+        alpha_init_std: float = 0.0,
+        latent_activation: str = "tanh",
+        output_activation: str = "sigmoid",
+        action_mode: str = "bilinear",
+        action_padding: str = "border",
+        action_hidden_channels: int = 64,
+        action_layers: int = 2,
+    ) -> None:
+        if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
+        if len(channels) == 0 or len(channels) != len(strides):
+            raise ValueError(
+                f"channels and strides must be non-empty and of equal length, got {len(channels)} and {len(strides)}."
+            )
+        self.latent_channels = int(latent_channels if latent_channels is not None else channels[-1])
+        self.latent_activation = look_up_option(latent_activation, _LATENT_ACTS)
+        self.output_activation = look_up_option(output_activation, _OUTPUT_ACTS)
+        super().__init__(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=channels,
+            strides=strides,
+            kernel_size=kernel_size,
+            up_kernel_size=up_kernel_size,
+            num_res_units=num_res_units,
+            act=act,
+            norm=norm,
+            dropout=dropout,
+            bias=bias,
+        )
+        self.action_name = look_up_option(action, ACTIONS)
+        self.ald = ALD(
+            self.latent_channels,
+            partition=partition,
+            tau=tau,
+            varying_fraction=varying_fraction,
+            alpha_init=alpha_init,
+            alpha_init_std=alpha_init_std,
+        )
+        if self.action_name == "grid":
+            self.action: nn.Module = GridRotation(spatial_dims, mode=action_mode, padding_mode=action_padding)
+        else:
+            self.action = LearnedAction(
+                spatial_dims, self.latent_channels, hidden_channels=action_hidden_channels, num_layers=action_layers
+            )
+
+    @property
+    def downsampling(self) -> int:
+        """Factor between image and latent grid sizes (the product of ``strides``)."""
+        f = 1
+        for s in self.strides:
+            f *= int(s)
+        return f
+
+    def _get_encode_module(self, in_channels: int, channels: Sequence[int], strides: Sequence[int]):
+        encode, layer_channels = super()._get_encode_module(in_channels, channels, strides)
+        encode.add_module(
+            "latent",
+            Convolution(self.dimensions, layer_channels, self.latent_channels, kernel_size=1, conv_only=True),
+        )
+        if self.latent_activation == "tanh":
+            encode.add_module("latent_act", nn.Tanh())
+        return encode, self.latent_channels
+
+    def _get_decode_module(self, in_channels: int, channels: Sequence[int], strides: Sequence[int]):
+        decode, layer_channels = super()._get_decode_module(in_channels, channels, strides)
+        if self.output_activation == "sigmoid":
+            decode.add_module("output_act", nn.Sigmoid())
+        return decode, layer_channels
+
+    def check_input(self, x: torch.Tensor, name: str = "image") -> None:
+        """Raise ``ValueError`` when ``x`` is not ``(B, in_channels, *spatial)`` divisible by the strides."""
+        if not isinstance(x, torch.Tensor) or x.ndim != self.dimensions + 2 or x.shape[1] != self.in_channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            axes = "H, W" if self.dimensions == 2 else "H, W, D"
+            raise ValueError(f"{name} must have shape (B, {self.in_channels}, {axes}), got {shape}.")
+        f = self.downsampling
+        if any(int(s) % f or int(s) < f for s in x.shape[2:]):
+            raise ValueError(
+                f"{name} spatial size {tuple(x.shape[2:])} must be a positive multiple of the total stride {f} "
+                f"(strides {tuple(self.strides)}); pad or resize the images."
+            )
+
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z_v, z_i)`` of the latent ``z`` ``(B, L, *latent_spatial)``."""
+        return self.ald.split(z)
+
+    def apply_action(self, z: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        """``Phi_R(z) = M * Phi^v_R(M * z) + (1 - M) * z`` for ``rotation`` ``(B, d, d)``."""
+        m = self.ald.broadcast(self.ald.mask(), z)
+        return m * self.action(m * z, rotation) + (1 - m) * z
+
+    def forward(
+        self, x: torch.Tensor, rotation: torch.Tensor | None = None, target: torch.Tensor | None = None
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Render ``x`` (``(B, C, *spatial)``) through the latent, optionally acted on by ``rotation``.
+
+        - ``forward(x)``: the identity reconstruction ``decode(encode(x))``;
+        - ``forward(x, rotation)``: the rotated prediction ``decode(apply_action(encode(x), rotation))``;
+        - ``forward(x, rotation, target)``: the training step's tensors, as a dict with ``"pred"`` (the rotated
+          prediction), ``"z"`` (``encode(x)``), ``"z_acted"`` (``apply_action(z, rotation)``), ``"z_target"``
+          (``encode(target)``, computed without gradients: the stop-gradient; ``target = T_R x``) and ``"mask"``
+          (the ``(L,)`` ALD mask with its straight-through gradient).
+
+        Everything runs inside ``forward`` so that ``DistributedDataParallel`` sees the whole step.
+        """
+        if rotation is None:
+            return self.decode(self.encode(x))
+        z = self.encode(x)
+        if target is None:
+            return self.decode(self.apply_action(z, rotation))
+        with torch.no_grad():
+            z_target = self.encode(target)
+        mask = self.ald.mask()
+        m = self.ald.broadcast(mask, z)
+        z_acted = m * self.action(m * z, rotation) + (1 - m) * z
+        return {"pred": self.decode(z_acted), "z": z, "z_acted": z_acted, "z_target": z_target, "mask": mask}
+
+
+class RotatedReconstruction(nn.Module):
+    """Wrap a trained network to render ``decode(apply_action(encode(x), R))`` for one fixed rotation ``R``.
+
+    A single-tensor ``forward`` for inference configs, ``verify_net_in_out`` and TorchScript export.
+
+    Args:
+        network: a ``GroupActionAutoEncoder``.
+        rotation: ``(d, d)`` or ``(1, d, d)`` rotation (see ``monai_galr.groups``).
+    """
+
+    def __init__(self, network: GroupActionAutoEncoder, rotation: torch.Tensor | Sequence) -> None:
+        super().__init__()
+        from monai_galr.groups import validate_rotation
+
+        r = torch.as_tensor(rotation, dtype=torch.float32)
+        if r.ndim == 2:
+            r = r[None]
+        validate_rotation(r, dim=network.dimensions, name="rotation")
+        self.network = network
+        self.register_buffer("rotation", r)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.rotation.to(x.dtype).expand(x.shape[0], -1, -1)
+        return self.network.decode(self.network.apply_action(self.network.encode(x), r))

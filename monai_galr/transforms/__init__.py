@@ -1,0 +1,43 @@
+"""MONAI array/dictionary transforms: group elements in the data dict and foreground/background compositing."""
+
+from __future__ import annotations
+
+from monai_galr.transforms.group import (
+    GroupElement,
+    GroupElementD,
+    GroupElementd,
+    GroupElementDict,
+    RandGroupElement,
+    RandGroupElementD,
+    RandGroupElementd,
+    RandGroupElementDict,
+)
+from monai_galr.transforms.overlay import (
+    BlockOverlay,
+    BlockOverlayD,
+    BlockOverlayd,
+    BlockOverlayDict,
+    RandBlockOverlayD,
+    RandBlockOverlayd,
+    RandBlockOverlayDict,
+    composite,
+)
+
+__all__ = [
+    "BlockOverlay",
+    "BlockOverlayD",
+    "BlockOverlayDict",
+    "BlockOverlayd",
+    "GroupElement",
+    "GroupElementD",
+    "GroupElementDict",
+    "GroupElementd",
+    "RandBlockOverlayD",
+    "RandBlockOverlayDict",
+    "RandBlockOverlayd",
+    "RandGroupElement",
+    "RandGroupElementD",
+    "RandGroupElementDict",
+    "RandGroupElementd",
+    "composite",
+]
