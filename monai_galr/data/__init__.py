@@ -4,6 +4,36 @@ from __future__ import annotations
 
 from monai_galr.data.mnist import IDX_FILES, NPZ_FILE, NPZ_KEYS, load_mnist_arrays, mnist_splits, read_idx
 from monai_galr.data.protocol import ANGLE_OPTIONS, attach_fixed_blocks, attach_fixed_rotations
+from monai_galr.data.adrenal import (
+    ADRENAL_FILES,
+    ADRENAL_KEYS,
+    ADRENAL_SPLIT_SIZES,
+    adrenal_file_name,
+    adrenal_splits,
+    default_synthetic_dir,
+    ensure_synthetic_adrenal,
+    load_adrenal_arrays,
+    load_adrenal_npz,
+)
+from monai_galr.data.adrenal_synthetic import (
+    FIELD_OF_VIEW_MM,
+    make_synthetic_adrenal,
+    save_synthetic_adrenal_nifti,
+    synthetic_adrenal_volume,
+)
+from monai_galr.data.oasis import (
+    OASIS_IMAGE,
+    OASIS_SHAPE,
+    build_oasis_datalist,
+    check_volume,
+    ensure_demo_oasis,
+    find_oasis_subjects,
+    load_oasis_datalist,
+    make_demo_oasis,
+    oasis_splits,
+    split_subjects,
+    write_datalist,
+)
 
 __all__ = [
     "ANGLE_OPTIONS",
@@ -15,4 +45,30 @@ __all__ = [
     "load_mnist_arrays",
     "mnist_splits",
     "read_idx",
+    # AdrenalMNIST3D (adrenal_ct_so3)
+    "ADRENAL_FILES",
+    "ADRENAL_KEYS",
+    "ADRENAL_SPLIT_SIZES",
+    "FIELD_OF_VIEW_MM",
+    "adrenal_file_name",
+    "adrenal_splits",
+    "default_synthetic_dir",
+    "ensure_synthetic_adrenal",
+    "load_adrenal_arrays",
+    "load_adrenal_npz",
+    "make_synthetic_adrenal",
+    "save_synthetic_adrenal_nifti",
+    "synthetic_adrenal_volume",
+    # OASIS-1 (brain_mri_so3)
+    "OASIS_IMAGE",
+    "OASIS_SHAPE",
+    "build_oasis_datalist",
+    "check_volume",
+    "ensure_demo_oasis",
+    "find_oasis_subjects",
+    "load_oasis_datalist",
+    "make_demo_oasis",
+    "oasis_splits",
+    "split_subjects",
+    "write_datalist",
 ]

@@ -184,12 +184,20 @@ class GroupActionAutoEncoder(AutoEncoder):
           (the ``(L,)`` ALD mask with its straight-through gradient).
 
         Everything runs inside ``forward`` so that ``DistributedDataParallel`` sees the whole step.
+
+        Raises:
+            ValueError: ``x`` is not ``(B, in_channels, *spatial)`` with a spatial size divisible by the total
+                stride (see ``check_input``), or ``target`` differs from ``x`` in shape.
         """
+        self.check_input(x, "x")
         if rotation is None:
             return self.decode(self.encode(x))
         z = self.encode(x)
         if target is None:
             return self.decode(self.apply_action(z, rotation))
+        if not isinstance(target, torch.Tensor) or target.shape != x.shape:
+            shape = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
+            raise ValueError(f"target must have the shape of x {tuple(x.shape)}, got {shape}.")
         with torch.no_grad():
             z_target = self.encode(target)
         mask = self.ald.mask()
@@ -220,5 +228,6 @@ class RotatedReconstruction(nn.Module):
         self.register_buffer("rotation", r)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.network.check_input(x, "x")
         r = self.rotation.to(x.dtype).expand(x.shape[0], -1, -1)
         return self.network.decode(self.network.apply_action(self.network.encode(x), r))

@@ -1,0 +1,133 @@
+"""Check a downloaded AdrenalMNIST3D npz and, optionally, write it as NIfTI volumes plus a MONAI datalist JSON.
+
+Usage::
+
+    python data_prep/prepare_adrenal.py --src DIR_OR_NPZ --check          # validate and report only
+    python data_prep/prepare_adrenal.py --src DIR_OR_NPZ --out OUT         # also write OUT/{train,val,test}/*.nii.gz
+                                                                          # and OUT/datalist.json
+
+``--src`` is MedMNIST's ``adrenalmnist3d_64.npz`` / ``adrenalmnist3d.npz`` (https://medmnist.com, CC BY 4.0)
+or the folder holding it (``--size 64|28`` picks one; default: 64 if present).  Checked: the keys
+``train_images, train_labels, val_images, val_labels, test_images, test_labels``, volumes ``(N, S, S, S)``
+``uint8`` 0..255, labels ``(N, 1)`` in {0 normal, 1 mass}, one per volume; split sizes other than the official
+1188 / 98 / 298 give a warning, not an error.  Exit code 2, with a message naming the file, on bad input.
+
+The NIfTI files are ``uint8`` with an isotropic voxel size of ``64 / S`` mm (MedMNIST volumes have no physical
+spacing; the field of view is nominal).  ``datalist.json`` holds ``{"training": [...], "validation": [...],
+"test": [...]}`` items ``{"image": "train/adrenal_train_0000.nii.gz", "label": 0}`` (paths relative to OUT, as
+``monai.data.load_decathlon_datalist`` expects).  Everything is written to a temporary folder first and moved
+into place; the datalist is written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+
+try:
+    from monai_galr.data import ADRENAL_SPLIT_SIZES, FIELD_OF_VIEW_MM, load_adrenal_arrays, load_adrenal_npz
+    from monai_galr.handlers import write_json_atomic
+except ImportError:  # running from a source checkout without installing the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from monai_galr.data import ADRENAL_SPLIT_SIZES, FIELD_OF_VIEW_MM, load_adrenal_arrays, load_adrenal_npz
+    from monai_galr.handlers import write_json_atomic
+
+__all__ = ["DATALIST_KEYS", "load", "main", "report", "size_warnings", "write_nifti"]
+
+#: split -> key of the datalist JSON (MONAI / Decathlon style)
+DATALIST_KEYS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def load(src: str, size: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Load and check ``src`` (an npz file or a folder holding one); see ``monai_galr.data.load_adrenal_npz``."""
+    if os.path.isdir(src):
+        return load_adrenal_arrays(src, size=size)
+    return load_adrenal_npz(src, size=size)
+
+
+def report(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """A human-readable summary: per split count, shape, dtype, value range and label counts."""
+    lines = []
+    for split, (x, y) in arrays.items():
+        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        counts = np.bincount(y, minlength=2)
+        lines.append(
+            f"{split}: {len(y)} volumes, shape {tuple(x.shape)}, dtype {x.dtype}, values [{lo}, {hi}]; "
+            f"labels normal {int(counts[0])}, mass {int(counts[1])}"
+        )
+    return "\n".join(lines)
+
+
+def size_warnings(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    """One line per split whose size differs from the official AdrenalMNIST3D split."""
+    return [
+        f"warning: split {split!r} has {len(arrays[split][1])} volumes, the official AdrenalMNIST3D split has {n} "
+        "(a subset or another file?)"
+        for split, n in ADRENAL_SPLIT_SIZES.items()
+        if len(arrays[split][1]) != n
+    ]
+
+
+def write_nifti(arrays: dict[str, tuple[np.ndarray, np.ndarray]], out: str) -> str:
+    """Write ``out/{train,val,test}/adrenal_{split}_{i:04d}.nii.gz`` and ``out/datalist.json``; return its path."""
+    import nibabel as nib
+
+    os.makedirs(out, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".adrenal-nifti-", dir=out)
+    datalist: dict[str, list[dict]] = {}
+    try:
+        for split, (x, y) in arrays.items():
+            os.makedirs(os.path.join(tmp, split))
+            affine = np.diag([FIELD_OF_VIEW_MM / x.shape[1]] * 3 + [1.0])
+            items = []
+            for i, (vol, label) in enumerate(zip(x, y)):
+                rel = f"{split}/adrenal_{split}_{i:04d}.nii.gz"
+                nib.save(nib.Nifti1Image(np.ascontiguousarray(vol, dtype=np.uint8), affine), os.path.join(tmp, rel))
+                items.append({"image": rel, "label": int(label)})
+            datalist[DATALIST_KEYS[split]] = items
+        for split in arrays:
+            final = os.path.join(out, split)
+            if os.path.isdir(final):
+                shutil.rmtree(final)
+            os.replace(os.path.join(tmp, split), final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    path = os.path.join(out, "datalist.json")
+    write_json_atomic(datalist, path)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (0 ok, 2 bad input)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--src", required=True, help="adrenalmnist3d_64.npz / adrenalmnist3d.npz, or its folder")
+    parser.add_argument("--size", type=int, default=None, help="cube edge to read from a folder (64 or 28)")
+    parser.add_argument("--out", help="output folder for NIfTI files and datalist.json (required unless --check)")
+    parser.add_argument("--check", action="store_true", help="only validate the input and print the report")
+    args = parser.parse_args(argv)
+    if not args.check and not args.out:
+        parser.error("--out is required unless --check is given")
+    try:
+        arrays = load(args.src, args.size)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report(arrays))
+    for line in size_warnings(arrays):
+        print(line, file=sys.stderr)
+    if args.check:
+        print("check passed")
+        return 0
+    path = write_nifti(arrays, args.out)
+    print(f"wrote {sum(len(y) for _, y in arrays.values())} NIfTI volumes and {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

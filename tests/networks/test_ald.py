@@ -1,0 +1,125 @@
+"""ALD: argument validation, the hard 0/1 mask, the straight-through gradient, fixed partitions, split."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from monai_galr.networks import ALD
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0, -0.1, 1.5])
+def test_tau_outside_open_interval_raises(tau):
+    with pytest.raises(ValueError, match="tau"):
+        ALD(4, tau=tau)
+
+
+@pytest.mark.parametrize("tau", [0.01, 0.5, 0.99])
+def test_tau_inside_interval_accepted(tau):
+    assert ALD(4, tau=tau).tau == pytest.approx(tau)
+
+
+def test_unknown_partition_raises_with_suggestion():
+    with pytest.raises(ValueError, match="learned"):
+        ALD(4, partition="learnd")
+    with pytest.raises(ValueError, match="bogus"):
+        ALD(4, partition="bogus")
+
+
+@pytest.mark.parametrize("fraction", [-0.01, 1.01, 2.0])
+def test_varying_fraction_outside_unit_interval_raises(fraction):
+    with pytest.raises(ValueError, match="varying_fraction"):
+        ALD(4, partition="manual", varying_fraction=fraction)
+
+
+@pytest.mark.parametrize("fraction, expected", [(0.0, 0), (1.0, 4), (0.5, 2), (0.25, 1)])
+def test_varying_fraction_bounds_accepted(fraction, expected):
+    ald = ALD(4, partition="manual", varying_fraction=fraction)
+    assert int(ald.hard_mask().sum()) == expected
+    assert ald.varying_fraction() == pytest.approx(expected / 4)
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.5, True])
+def test_num_channels_must_be_positive_int(n):
+    with pytest.raises(ValueError, match="num_channels"):
+        ALD(n)
+
+
+def test_hard_mask_is_indicator_of_sigmoid_above_tau():
+    ald = ALD(6, tau=0.3)
+    with torch.no_grad():
+        ald.alpha.copy_(torch.tensor([-3.0, -1.0, -0.5, 0.0, 0.5, 2.0]))
+    expected = (torch.sigmoid(ald.alpha) > 0.3).float()  # sigmoid(-1)=0.27, sigmoid(-0.5)=0.38
+    assert torch.equal(ald.hard_mask(), expected)
+    assert torch.equal(expected, torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0, 1.0]))
+    assert not ald.hard_mask().requires_grad
+    # the forward-pass mask has exactly the same values (only its gradient differs)
+    m = ald.mask()
+    assert set(m.detach().unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(m.detach(), expected)
+    assert ald.varying_fraction() == pytest.approx(4 / 6)
+
+
+def test_straight_through_gradient_equals_sigmoid_derivative():
+    torch.manual_seed(0)
+    ald = ALD(8, alpha_init_std=2.0)
+    w = torch.randn(8)
+    (ald.mask() * w).sum().backward()
+    s = torch.sigmoid(ald.alpha.detach())
+    analytic = w * s * (1 - s)
+    assert ald.alpha.grad is not None
+    torch.testing.assert_close(ald.alpha.grad, analytic, rtol=1e-6, atol=1e-7)
+    # the hard step itself would give zero gradient: the STE gradient is not zero
+    assert ald.alpha.grad.abs().min() > 0
+
+
+def test_split_carries_straight_through_gradient():
+    torch.manual_seed(1)
+    ald = ALD(3, alpha_init_std=1.0)
+    z = torch.randn(2, 3, 4, 4)
+    z_v, z_i = ald.split(z)
+    (z_v.sum() - 2 * z_i.sum()).backward()
+    s = torch.sigmoid(ald.alpha.detach())
+    per_channel = z.sum(dim=(0, 2, 3))
+    # d/dm [m*S - 2(1-m)*S] = 3*S; dm/dalpha = s(1-s)
+    torch.testing.assert_close(ald.alpha.grad, 3 * per_channel * s * (1 - s), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("partition, fraction, expected", [
+    ("manual", 0.25, [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+    ("all", 0.25, [1.0] * 8),
+])
+def test_fixed_partitions_have_no_parameters(partition, fraction, expected):
+    ald = ALD(8, partition=partition, varying_fraction=fraction, tau=0.9)
+    assert ald.alpha is None
+    assert list(ald.parameters()) == []
+    assert ald.hard_mask().tolist() == expected
+    assert ald.mask().tolist() == expected
+    assert ald.probabilities().tolist() == expected
+    assert not ald.mask().requires_grad
+    assert "fixed_mask" in ald.state_dict()
+
+
+def test_learned_partition_probabilities_and_state():
+    ald = ALD(5, alpha_init=1.0)
+    torch.testing.assert_close(ald.probabilities(), torch.sigmoid(torch.ones(5)))
+    assert list(ald.state_dict()) == ["alpha"]
+    assert ald.varying_fraction() == 1.0
+
+
+@pytest.mark.parametrize("partition", ["learned", "manual", "all"])
+def test_split_sums_back_to_z(partition):
+    torch.manual_seed(2)
+    ald = ALD(6, partition=partition, alpha_init_std=1.0, varying_fraction=0.5)
+    z = torch.randn(2, 6, 3, 5)
+    z_v, z_i = ald.split(z)
+    assert z_v.shape == z_i.shape == z.shape
+    torch.testing.assert_close(z_v + z_i, z)
+    m = ald.hard_mask().bool()
+    assert torch.all(z_v[:, ~m] == 0) and torch.all(z_i[:, m] == 0)
+
+
+def test_split_rejects_wrong_channel_count():
+    ald = ALD(4)
+    with pytest.raises(ValueError, match=r"\(B, 4"):
+        ald.split(torch.zeros(1, 3, 2, 2))
