@@ -25,7 +25,10 @@ import os
 import tempfile
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter
+
+from monai_galr.groups import quaternion_to_matrix
 
 __all__ = ["FIELD_OF_VIEW_MM", "make_synthetic_adrenal", "save_synthetic_adrenal_nifti", "synthetic_adrenal_volume"]
 
@@ -51,17 +54,10 @@ def _check_int(value: int, name: str, minimum: int) -> int:
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A Haar-uniform ``(3, 3)`` rotation from a normalized Gaussian quaternion."""
+    """A Haar-uniform ``(3, 3)`` rotation (a normalized Gaussian quaternion), float64."""
     q = rng.standard_normal(4)
-    q /= max(np.linalg.norm(q), 1e-12)
-    w, x, y, z = q
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    q /= max(float(np.linalg.norm(q)), 1e-12)
+    return quaternion_to_matrix(torch.as_tensor(q, dtype=torch.float64)[None])[0].numpy()
 
 
 def _limbs(rng: np.random.Generator) -> list[tuple[np.ndarray, float, float, float]]:

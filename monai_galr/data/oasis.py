@@ -40,6 +40,7 @@ __all__ = [
     "check_volume",
     "ensure_demo_oasis",
     "find_oasis_subjects",
+    "format_report",
     "load_oasis_datalist",
     "make_demo_oasis",
     "oasis_splits",

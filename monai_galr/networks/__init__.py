@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from monai_galr.networks.blocks import ALD, GridRotation, LearnedAction
-from monai_galr.networks.nets import GroupActionAutoEncoder, RotatedReconstruction
+from monai_galr.networks.nets import GroupActionAutoEncoder, RotatedReconstruction, parameter_groups
 
-__all__ = ["ALD", "GridRotation", "GroupActionAutoEncoder", "LearnedAction", "RotatedReconstruction"]
+__all__ = [
+    "ALD",
+    "GridRotation",
+    "GroupActionAutoEncoder",
+    "LearnedAction",
+    "RotatedReconstruction",
+    "parameter_groups",
+]

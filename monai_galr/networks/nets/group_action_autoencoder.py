@@ -14,7 +14,7 @@ from torch import nn
 from monai_galr.networks.blocks.actions import ACTIONS, GridRotation, LearnedAction
 from monai_galr.networks.blocks.ald import ALD
 
-__all__ = ["GroupActionAutoEncoder", "RotatedReconstruction"]
+__all__ = ["GroupActionAutoEncoder", "RotatedReconstruction", "parameter_groups"]
 
 _LATENT_ACTS = ("tanh", "none")
 _OUTPUT_ACTS = ("sigmoid", "none")
@@ -231,3 +231,33 @@ class RotatedReconstruction(nn.Module):
         self.network.check_input(x, "x")
         r = self.rotation.to(x.dtype).expand(x.shape[0], -1, -1)
         return self.network.decode(self.network.apply_action(self.network.encode(x), r))
+
+
+def parameter_groups(
+    network: torch.nn.Module, learning_rate: float, mask_learning_rate: float | None = None
+) -> list[dict]:
+    """Optimizer parameter groups: the ALD logits may learn at their own rate.
+
+    The mask logits get one (Adam-normalized) gradient each per step while the encoder can re-assign the roles of
+    channels much faster, so with a shared rate the logits barely leave their initial value; a larger
+    ``mask_learning_rate`` lets the split settle.
+
+    Args:
+        network: a ``GroupActionAutoEncoder`` (``DataParallel``/``DDP`` wrappers are looked through).
+        learning_rate: rate of every other parameter.
+        mask_learning_rate: rate of ``ald.alpha`` (default: ``learning_rate``).
+
+    Returns:
+        a list of ``{"params": [...], "lr": ...}`` dicts for ``torch.optim`` (one group when the partition is
+        fixed).
+    """
+    core = network
+    while hasattr(core, "module") and isinstance(core.module, torch.nn.Module):
+        core = core.module
+    ald = getattr(core, "ald", None)
+    alpha = getattr(ald, "alpha", None)
+    if alpha is None:
+        return [{"params": [p for p in network.parameters() if p.requires_grad], "lr": float(learning_rate)}]
+    others = [p for p in network.parameters() if p is not alpha and p.requires_grad]
+    mask_lr = float(learning_rate if mask_learning_rate is None else mask_learning_rate)
+    return [{"params": others, "lr": float(learning_rate)}, {"params": [alpha], "lr": mask_lr}]
