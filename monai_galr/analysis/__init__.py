@@ -1,0 +1,26 @@
+"""Paper-style studies of a trained group-action autoencoder: linear probes, error maps, latent swap, magnitudes.
+
+Each study is a function ``run_*`` that a bundle's ``evaluate.yaml`` exposes as a runner id and that writes
+JSON (atomically), a Markdown table or PNG figures (matplotlib, Agg) into the eval folder.
+"""
+
+from __future__ import annotations
+
+from monai_galr.analysis.figures import error_map_figure, run_error_maps
+from monai_galr.analysis.magnitudes import latent_magnitude_maps, rotation_set, run_latent_magnitudes
+from monai_galr.analysis.probes import extract_features, linear_probe, probe_table, run_probes
+from monai_galr.analysis.swap import run_latent_swap, swap_latents
+
+__all__ = [
+    "error_map_figure",
+    "extract_features",
+    "latent_magnitude_maps",
+    "linear_probe",
+    "probe_table",
+    "rotation_set",
+    "run_error_maps",
+    "run_latent_magnitudes",
+    "run_latent_swap",
+    "run_probes",
+    "swap_latents",
+]
