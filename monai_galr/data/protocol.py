@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from monai_galr.groups import angle_to_matrix, quaternion_to_matrix
+from monai_galr.groups import angle_to_matrix, quaternion_to_matrix, snap_exact
 
 __all__ = ["ANGLE_OPTIONS", "attach_fixed_blocks", "attach_fixed_rotations"]
 
@@ -40,15 +40,6 @@ def _check_spatial_dims(spatial_dims: int) -> int:
     if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, (int, np.integer)) or spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 (SO(2)) or 3 (SO(3)), got {spatial_dims!r}.")
     return int(spatial_dims)
-
-
-def _exact(m: np.ndarray) -> np.ndarray:
-    """Snap entries within 1e-12 of 0 or +-1 (float64 round-off at multiples of 90 degrees) to the exact value."""
-    m = m.copy()
-    m[np.abs(m) < 1e-12] = 0.0
-    near_one = np.abs(np.abs(m) - 1.0) < 1e-12
-    m[near_one] = np.sign(m[near_one])
-    return m
 
 
 def attach_fixed_rotations(
@@ -88,7 +79,7 @@ def attach_fixed_rotations(
         q = rng.standard_normal((n, 4))
         q /= np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
         mats = quaternion_to_matrix(torch.as_tensor(q, dtype=torch.float64).reshape(n, 4)).numpy()
-    mats = _exact(mats).astype(np.float32)
+    mats = snap_exact(mats).astype(np.float32)
     return [{**item, "rotation": mats[i].copy()} for i, item in enumerate(items)]
 
 

@@ -10,6 +10,7 @@ from monai_galr.groups.rotations import (
     random_c4,
     random_rotation,
     rotation_tolerance,
+    snap_exact,
     validate_rotation,
 )
 from monai_galr.groups.so2 import angle_to_matrix, matrix_to_angle
@@ -39,5 +40,6 @@ __all__ = [
     "rotate_image",
     "rotation_to_theta",
     "rotation_tolerance",
+    "snap_exact",
     "validate_rotation",
 ]

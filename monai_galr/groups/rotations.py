@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "random_c4",
     "validate_rotation",
     "rotation_tolerance",
+    "snap_exact",
 ]
 
 
@@ -136,3 +138,15 @@ def random_c4(
     gen_device = generator.device if generator is not None else "cpu"
     k = torch.randint(0, 4, (batch,), generator=generator, device=gen_device)
     return angle_to_matrix(k.to(torch.float64) * (math.pi / 2)).round().to(dtype=dtype, device=device)
+
+
+def snap_exact(m: np.ndarray, atol: float = 1e-12) -> np.ndarray:
+    """Snap entries within ``atol`` of 0 or +-1 to the exact value (float64 round-off at multiples of 90 degrees).
+
+    Returns a new numpy array; ``m`` is not modified.
+    """
+    m = np.array(m, copy=True)
+    m[np.abs(m) < atol] = 0.0
+    near_one = np.abs(np.abs(m) - 1.0) < atol
+    m[near_one] = np.sign(m[near_one])
+    return m

@@ -21,6 +21,7 @@ from monai_galr.groups import (
     euler_to_matrix,
     identity,
     quaternion_to_matrix,
+    snap_exact,
     validate_rotation,
 )
 
@@ -52,15 +53,6 @@ def _vector(value: Any, n: int, name: str) -> torch.Tensor:
     if arr.shape != (n,) or not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be {n} finite numbers, got {value!r} (shape {arr.shape}).")
     return torch.as_tensor(arr)[None]
-
-
-def _exact(m: np.ndarray) -> np.ndarray:
-    """Snap float64 round-off at multiples of 90 degrees (entries within 1e-12 of 0 or +-1) to exact values."""
-    m = m.copy()
-    m[np.abs(m) < 1e-12] = 0.0
-    near_one = np.abs(np.abs(m) - 1.0) < 1e-12
-    m[near_one] = np.sign(m[near_one])
-    return m
 
 
 class GroupElement(Transform):
@@ -135,7 +127,7 @@ class GroupElement(Transform):
         else:
             m = identity(1, d, dtype=torch.float64)
         self.spatial_dims = d
-        self.matrix = _exact(m[0].numpy()).astype(np.float32)
+        self.matrix = snap_exact(m[0].numpy()).astype(np.float32)
 
     def __call__(self, data: Any = None) -> np.ndarray:
         """Return a copy of the configured ``float32 (d, d)`` rotation matrix."""
