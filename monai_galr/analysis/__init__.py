@@ -1,4 +1,5 @@
-"""Paper-style studies of a trained group-action autoencoder: linear probes, error maps, latent swap, magnitudes.
+"""Paper-style studies of a trained group-action autoencoder: linear probes, error maps, latent swap, magnitudes,
+and the threshold-sweep / variant tables built from existing result JSONs.
 
 Each study is a function ``run_*`` that a bundle's ``evaluate.yaml`` exposes as a runner id and that writes
 JSON (atomically), a Markdown table or PNG figures (matplotlib, Agg) into the eval folder.
@@ -10,8 +11,10 @@ from monai_galr.analysis.figures import error_map_figure, run_error_maps
 from monai_galr.analysis.magnitudes import latent_magnitude_maps, rotation_set, run_latent_magnitudes
 from monai_galr.analysis.probes import extract_features, linear_probe, probe_table, run_probes
 from monai_galr.analysis.swap import run_latent_swap, swap_latents
+from monai_galr.analysis.sweep import collect_variant_results, run_sweep, tau_sweep_figure, variant_table
 
 __all__ = [
+    "collect_variant_results",
     "error_map_figure",
     "extract_features",
     "latent_magnitude_maps",
@@ -22,5 +25,8 @@ __all__ = [
     "run_latent_magnitudes",
     "run_latent_swap",
     "run_probes",
+    "run_sweep",
     "swap_latents",
+    "tau_sweep_figure",
+    "variant_table",
 ]

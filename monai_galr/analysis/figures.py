@@ -24,6 +24,7 @@ __all__ = ["check_num_cases", "error_map_figure", "run_error_maps"]
 
 
 def check_num_cases(num_cases: int, name: str = "num_cases") -> int:
+    """Return ``num_cases`` if it is a positive int, else raise ``ValueError`` naming ``name``."""
     if isinstance(num_cases, bool) or not isinstance(num_cases, int) or num_cases < 1:
         raise ValueError(f"{name} must be a positive int, got {num_cases!r}.")
     return num_cases
@@ -102,7 +103,9 @@ def run_error_maps(
             ys.append(y[i, 0].cpu().numpy())
             ps.append(pred[i, 0].cpu().numpy())
             names.append(label)
-            cases.append({"index": len(cases), "rotation": rot, "mae": float(err.mean()), "max_error": float(err.max())})
+            cases.append(
+                {"index": len(cases), "rotation": rot, "mae": float(err.mean()), "max_error": float(err.max())}
+            )
     fig = error_map_figure(xs, ys, ps, names, title="Rotated prediction vs image-space rotation (test split)")
     save_figure_atomic(fig, os.path.join(output_dir, f"{filename}.png"))
     out = {"cases": cases, "protocol": protocol or "first test images with their fixed, seeded rotations",

@@ -7,7 +7,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from monai_galr.analysis.figures import check_num_cases
@@ -104,7 +103,8 @@ def run_latent_magnitudes(
         for p, mean_map in (("z_v", mean_v), ("z_i", mean_i)):
             vals = per_rot[p]
             case[f"mean_abs_{p}"] = float(vals.mean())
-            case[f"rotation_spread_{p}"] = float(vals.std(unbiased=False) / vals.mean()) if vals.mean() > 0 else math.nan
+            spread = vals.std(unbiased=False) / vals.mean() if vals.mean() > 0 else math.nan
+            case[f"rotation_spread_{p}"] = float(spread)
             if torch.isfinite(mean_map).all():
                 vmax = max(vmax, float(mean_map.max()))
         cases.append(case)

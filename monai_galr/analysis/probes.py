@@ -98,9 +98,10 @@ def extract_features(
             x = batch["target"] if view == "rotated" else batch["x"]
             z = core.encode(x)
             z_v, z_i = core.split(z)
-            feats["z"].append(_pool(z, pools).double().cpu())
-            feats["z_v"].append(_pool(z_v[:, mask.to(z.device)], pools).double().cpu())
-            feats["z_i"].append(_pool(z_i[:, (~mask).to(z.device)], pools).double().cpu())
+            z, z_v, z_i = z.double(), z_v.double(), z_i.double()  # pool in float64: identical parts, identical features
+            feats["z"].append(_pool(z, pools).cpu())
+            feats["z_v"].append(_pool(z_v[:, mask.to(z.device)], pools).cpu())
+            feats["z_i"].append(_pool(z_i[:, (~mask).to(z.device)], pools).cpu())
             labels.append(batch["label"].cpu())
     finally:
         core.train(was_training)
@@ -247,6 +248,11 @@ def run_probes(
     Raises:
         ValueError: a split without labels (named), a checkpoint that does not match the network (the file is
             named), fewer than two classes in the train split.
+
+    Example::
+
+        >>> out = run_probes(net, splits["train"], test_items, "eval", transform=preprocessing, ckpt_path="model.pt")
+        >>> out["probes"]["z_v"]["accuracy"], out["probes"]["z_i"]["auc"]
     """
     train_items = check_items(train_items, "train_items", require=("image", "label"))
     test_items = check_items(test_items, "test_items", require=("image", "label"))
@@ -265,8 +271,7 @@ def run_probes(
     full_protocol = (
         f"logistic regression (StandardScaler + LogisticRegression, C={c}, seed {seed}) on "
         f"{'+'.join(pools)}-pooled latent features of the {view} images; fitted on {len(train_items)} train "
-        f"images, scored on {len(test_items)} test images; scores in %, AUC one-vs-rest macro; "
-        f"mask: {n_v}/{mask.numel()} varying channels ({core.ald.partition})"
+        f"images, scored on {len(test_items)} test images; scores in %, AUC one-vs-rest macro"
     )
     if protocol:
         full_protocol += f"; {protocol}"
@@ -279,12 +284,14 @@ def run_probes(
         "num_test": len(test_items),
         "num_classes": int(len(np.unique(train_y))),
         "partition": core.ald.partition,
+        "tau": float(core.ald.tau),
         "mask": mask.tolist(),
         "mask_fraction": float(mask.mean().item()),
         "checkpoint": ckpt_path,
     }
     write_json_atomic(json_safe(out), os.path.join(output_dir, f"{filename}.json"))
-    table = probe_table(results, full_protocol)
+    mask_line = f"mask: {n_v}/{mask.numel()} varying channels ({core.ald.partition}, tau {core.ald.tau})"
+    table = probe_table(results, f"{full_protocol}. {mask_line[0].upper()}{mask_line[1:]}.")
     write_text_atomic(table, os.path.join(output_dir, f"{filename}.md"))
     logging.getLogger(__name__).info("\n" + table)
     return out

@@ -54,8 +54,9 @@ def run_latent_swap(
     """The latent-swap study (runner ``latent_swap``) on pairs ``(0, 1), (2, 3), ...`` of the test items.
 
     Per pair: ``x_a``, ``x_b``, their reconstructions ``D(z_a)`` / ``D(z_b)``, ``D([z_v(a); z_i(b)])`` and
-    ``D([z_v(b); z_i(a)])``. Writes ``{filename}.png`` and ``{filename}.json`` (per pair: the mean absolute
-    difference of each swap from both reconstructions, which says which part carries the image content).
+    ``D([z_v(b); z_i(a)])``. Writes ``{filename}.png`` and ``{filename}.json``: per pair the mean absolute
+    difference of each swap from both reconstructions (``mad_vaib_to_rec_a`` = mean ``|D([z_v(a); z_i(b)]) -
+    D(z_a)|``, and so on), which says which part carries the image content.
 
     Raises:
         ValueError: fewer than ``2 * num_pairs`` test items, bad ``num_pairs``, a checkpoint that does not match.
@@ -76,9 +77,12 @@ def run_latent_swap(
         rows.append([t[0].cpu().numpy() for t in (x[2 * k], x[2 * k + 1], ra, rb, d_ab[k], d_ba[k])])
         names.append(f"pair {k} (a={2 * k}, b={2 * k + 1})")
         pairs.append({
-            "a": 2 * k, "b": 2 * k + 1,
-            "mad_vaib_to_rec_a": float((d_ab[k] - ra).abs().mean()), "mad_vaib_to_rec_b": float((d_ab[k] - rb).abs().mean()),
-            "mad_vbia_to_rec_a": float((d_ba[k] - ra).abs().mean()), "mad_vbia_to_rec_b": float((d_ba[k] - rb).abs().mean()),
+            "a": 2 * k,
+            "b": 2 * k + 1,
+            "mad_vaib_to_rec_a": float((d_ab[k] - ra).abs().mean()),
+            "mad_vaib_to_rec_b": float((d_ab[k] - rb).abs().mean()),
+            "mad_vbia_to_rec_a": float((d_ba[k] - ra).abs().mean()),
+            "mad_vbia_to_rec_b": float((d_ba[k] - rb).abs().mean()),
         })
     mask = core.ald.hard_mask().detach().cpu()
     n_v = int(mask.sum().item())

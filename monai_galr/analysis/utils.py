@@ -115,11 +115,10 @@ def iterate_batches(
         if has_rotation:
             x, target, (rotation,), _ = prepare(batch, device)
         else:
-            fake = {**batch, "rotation": None}
-            fg = torch.as_tensor(batch["image"]).float()
+            fg = torch.as_tensor(batch["image"])
             d = fg.ndim - 2
-            fake["rotation"] = torch.eye(d).expand(fg.shape[0], d, d).clone()
-            x, target, _, _ = prepare(fake, device)
+            eye = torch.eye(d).expand(fg.shape[0], d, d).clone()  # the identity: target == x
+            x, target, _, _ = prepare({**batch, "rotation": eye}, device)
             rotation = None
         out: dict[str, Any] = {"x": x, "target": target, "rotation": rotation}
         out["foreground"] = torch.as_tensor(batch["image"]).float().to(device)
@@ -236,6 +235,8 @@ def image_grid_figure(
             im = ax.imshow(np.asarray(tile, dtype=np.float32), cmap=cmaps[c], interpolation="nearest", **kw)
             ax.set_xticks([])
             ax.set_yticks([])
+            if not np.isfinite(np.asarray(tile, dtype=np.float32)).any():
+                ax.text(0.5, 0.5, "n/a\n(no channels)", ha="center", va="center", fontsize=8, transform=ax.transAxes)
             if r == 0:
                 ax.set_title(col_titles[c], fontsize=9)
             if c == 0:

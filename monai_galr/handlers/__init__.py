@@ -6,14 +6,18 @@ from monai_galr.handlers.checkpoint import GroupActionCheckpointLoader, load_net
 from monai_galr.handlers.images import GroupActionImageHandler, action_panel
 from monai_galr.handlers.mask_stats import MaskStatsHandler, find_ald
 from monai_galr.handlers.metrics import StructuralSimilarity
+from monai_galr.handlers.random_state import RandomStateCheckpoint
 from monai_galr.handlers.report import MetricsReport, write_json_atomic
+from monai_galr.handlers.terminate_on_nan import TerminateOnNan
 
 __all__ = [
     "GroupActionCheckpointLoader",
     "GroupActionImageHandler",
     "MaskStatsHandler",
     "MetricsReport",
+    "RandomStateCheckpoint",
     "StructuralSimilarity",
+    "TerminateOnNan",
     "action_panel",
     "find_ald",
     "load_network_weights",

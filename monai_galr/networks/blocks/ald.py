@@ -94,7 +94,8 @@ class ALD(nn.Module):
         if self.alpha is None:
             return self.fixed_mask
         soft = torch.sigmoid(self.alpha)
-        return (soft > self.tau).to(soft.dtype) + soft - soft.detach()
+        # exactly 0/1 in the forward pass (the bracket is exactly zero); gradient of sigmoid(alpha) backward
+        return (soft > self.tau).to(soft.dtype) + (soft - soft.detach())
 
     def varying_fraction(self) -> float:
         """Fraction of channels currently marked as varying."""

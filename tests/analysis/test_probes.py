@@ -1,0 +1,112 @@
+"""Linear probes on pooled z / z_v / z_i: separable data, label-free noise, empty partitions, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from monai_galr.analysis import extract_features, linear_probe, probe_table, run_probes
+
+
+def test_probe_separable_data_well_above_chance(tmp_path, ckpt2d, make_net, blob_items):
+    items = blob_items(150, seed=1)
+    out = run_probes(make_net(seed=5), items[:90], items[90:], str(tmp_path), ckpt_path=ckpt2d, batch_size=32)
+    for part in ("z", "z_v", "z_i"):
+        r = out["probes"][part]
+        assert r["accuracy"] > 0.9 and r["auc"] > 0.95, (part, r)
+        assert 0 <= r["f1"] <= 1 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+        assert r["channels"] == (8 if part == "z" else 4)
+    assert out["num_classes"] == 3 and out["num_train"] == 90 and out["num_test"] == 60
+    saved = json.loads((tmp_path / "probes.json").read_text())
+    assert saved["probes"]["z"]["accuracy"] == pytest.approx(out["probes"]["z"]["accuracy"])
+    md = (tmp_path / "probes.md").read_text()
+    assert md.startswith("| features |") and "\nProtocol: logistic regression" in md
+    assert not list(tmp_path.glob(".tmp_*"))
+
+
+def test_probe_random_labels_near_chance(tmp_path, make_net, noise_items):
+    items = noise_items(300, seed=2)
+    out = run_probes(make_net(), items[:150], items[150:], str(tmp_path), batch_size=64)
+    for part in ("z", "z_v", "z_i"):
+        r = out["probes"][part]
+        assert abs(r["accuracy"] - 0.5) < 0.15, (part, r)
+        assert abs(r["auc"] - 0.5) < 0.17, (part, r)
+
+
+def test_probe_empty_invariant_part_reports_na(tmp_path, make_net, blob_items):
+    items = blob_items(60, seed=3)
+    out = run_probes(make_net(partition="all"), items[:40], items[40:], str(tmp_path))
+    assert math.isnan(out["probes"]["z_i"]["accuracy"]) and out["probes"]["z_i"]["channels"] == 0
+    assert "no channels" in out["probes"]["z_i"]["note"]
+    assert out["probes"]["z_v"]["accuracy"] > 0.8
+    saved = json.loads((tmp_path / "probes.json").read_text())  # strict JSON: null, not NaN
+    assert saved["probes"]["z_i"]["accuracy"] is None
+    row = next(line for line in (tmp_path / "probes.md").read_text().splitlines() if line.startswith("| z_i"))
+    assert "n/a" in row
+
+
+def test_extract_features_pooling_and_view(make_net, blob_items):
+    net = make_net().eval()
+    items = blob_items(10)
+    f, y = extract_features(net, items, pooling=("avg", "max"), batch_size=4)
+    assert f["z"].shape == (10, 16) and f["z_v"].shape == (10, 8) and f["z_i"].shape == (10, 8)
+    assert y.shape == (10,) and y.dtype == np.int64
+    f_rot, _ = extract_features(net, items, view="rotated")
+    f_in, _ = extract_features(net, items, view="input")
+    assert f_rot["z"].shape == f_in["z"].shape == (10, 8) and not np.allclose(f_rot["z"], f_in["z"])
+    with pytest.raises(ValueError, match="pooling"):
+        extract_features(net, items, pooling="median")
+    with pytest.raises(ValueError, match="view"):
+        extract_features(net, items, view="upside_down")
+
+
+def test_linear_probe_binary_auc_matches_sklearn_and_errors():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    y = (x[:, 0] + 0.8 * rng.normal(size=80) > 0).astype(int)
+    r = linear_probe(x[:50], y[:50], x[50:], y[50:])
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=0)).fit(x[:50], y[:50])
+    assert r["auc"] == pytest.approx(roc_auc_score(y[50:], clf.predict_proba(x[50:])[:, 1]))
+    with pytest.raises(ValueError, match="two classes"):
+        linear_probe(x[:10], np.zeros(10), x[10:], y[10:])
+    with pytest.raises(ValueError, match="same F"):
+        linear_probe(x[:10], y[:10], x[10:, :2], y[10:])
+    table = probe_table({"z": {**r, "channels": 3}}, "my protocol")
+    assert "| z | 3 |" in table and table.rstrip().endswith("Protocol: my protocol")
+
+
+def test_probe_without_labels_names_the_split(tmp_path, make_net, blob_items):
+    items = blob_items(20)
+    unlabeled = [{k: v for k, v in d.items() if k != "label"} for d in items]
+    with pytest.raises(ValueError, match="train_items.*'label'"):
+        run_probes(make_net(), unlabeled, items, str(tmp_path))
+    with pytest.raises(ValueError, match="test_items.*'label'"):
+        run_probes(make_net(), items, unlabeled, str(tmp_path))
+    assert not (tmp_path / "probes.json").exists()
+
+
+def test_probe_mismatched_checkpoint(tmp_path, make_net, blob_items, save_ckpt):
+    other = save_ckpt(make_net(channels=(4, 6)), tmp_path / "other.pt")
+    items = blob_items(20)
+    with pytest.raises(ValueError, match="does not match the network"):
+        run_probes(make_net(), items, items, str(tmp_path / "eval"), ckpt_path=other)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        run_probes(make_net(), items, items, str(tmp_path / "eval"), ckpt_path=str(tmp_path / "missing.pt"))
+    assert not (tmp_path / "eval").exists()
+
+
+def test_probe_3d_smoke(tmp_path, make_net, blob_items):
+    items = blob_items(40, seed=4, spatial=(8, 8, 8))
+    out = run_probes(make_net(spatial_dims=3), items[:24], items[24:], str(tmp_path), batch_size=8)
+    for part in ("z", "z_v", "z_i"):
+        assert 0.0 <= out["probes"][part]["accuracy"] <= 1.0
+    assert out["probes"]["z"]["accuracy"] > 0.6
+    assert (tmp_path / "probes.md").stat().st_size > 0
