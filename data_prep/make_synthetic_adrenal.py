@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = os.path.join(args.out, adrenal_file_name(args.size))
         make_synthetic_adrenal(
-            path, args.n_train, args.n_val, args.n_test, size=args.size, seed=args.seed, mass_fraction=args.mass_fraction
+            path, args.n_train, args.n_val, args.n_test, size=args.size, seed=args.seed,
+            mass_fraction=args.mass_fraction,
         )
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)

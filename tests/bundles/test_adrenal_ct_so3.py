@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -68,7 +70,7 @@ def test_config_files_present():
         assert (BUNDLE / name).is_file(), name
 
 
-def test_train_then_test_metrics(trained, capsys):
+def test_train_then_test_metrics(trained):
     assert (trained / "models" / "model.pt").is_file()
     res = json.loads((trained / "eval" / "metrics_uniform.json").read_text())
     for key in ("test_psnr", "test_ssim", "test_rmse", "test_psnr_identity", "test_ssim_identity"):
@@ -115,7 +117,7 @@ def test_inference_input_file(trained, tmp_path):
     assert any(n.startswith("case") and "_pred_rot30_45_60" in n for n in os.listdir(out_dir))
 
 
-def test_embedded_synthetic_default(tmp_path, capsys):
+def test_embedded_synthetic_default(tmp_path):
     # no dataset_dir: the synthetic set is generated once into synthetic_dir and used (with a loud warning)
     _run("training", TRAIN, tmp_path, data_size=16, synthetic_sizes=[4, 2, 2], **TINY)
     files = list((tmp_path / "data" / "synthetic").rglob("adrenalmnist3d_16.npz"))
@@ -149,9 +151,6 @@ def test_volume_too_small_for_strides(tmp_path, tiny_data):
 @pytest.mark.slow
 def test_multi_gpu_config_on_cpu_processes(tmp_path, tiny_data):
     # two gloo CPU processes through torchrun: the DDP overrides, samplers, rank-0 handlers and barrier work
-    import subprocess
-    import sys
-
     configs = "['{}','{}']".format(TRAIN, CONFIGS / "multi_gpu_train.yaml")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
            "-m", "monai.bundle", "run", "training", "--config_file", configs, "--dataset_dir", str(tiny_data),
