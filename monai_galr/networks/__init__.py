@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monai_galr.networks.blocks import ALD, GridRotation, LearnedAction
+from monai_galr.networks.blocks import ALD, GridRotation, LearnedAction, StraightThroughClamp
 from monai_galr.networks.nets import GroupActionAutoEncoder, RotatedReconstruction, parameter_groups
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "GroupActionAutoEncoder",
     "LearnedAction",
     "RotatedReconstruction",
+    "StraightThroughClamp",
     "parameter_groups",
 ]

@@ -185,3 +185,31 @@ def test_rotated_reconstruction_equals_forward_with_rotation():
         RotatedReconstruction(net, torch.eye(3))
     with pytest.raises(ValueError, match="stride|shape"):
         RotatedReconstruction(_net2d(strides=(2, 1)), r)(torch.rand(1, 1, 7, 7))
+
+
+def test_straight_through_clamp():
+    from monai_galr.networks import StraightThroughClamp
+
+    x = torch.tensor([-0.5, 0.25, 1.5], requires_grad=True)
+    y = StraightThroughClamp(0.0, 1.0)(x)
+    assert torch.allclose(y.detach(), torch.tensor([0.0, 0.25, 1.0]))
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones(3))
+    with pytest.raises(ValueError, match="low < high"):
+        StraightThroughClamp(1.0, 0.0)
+
+
+def test_clamp_output_activation_bounds_and_state_dict():
+    torch.manual_seed(0)
+    kw = dict(channels=(4, 8), strides=(2, 1), latent_channels=4)
+    net = GroupActionAutoEncoder(3, 1, 1, output_activation="clamp", **kw).eval()
+    plain = GroupActionAutoEncoder(3, 1, 1, output_activation="none", **kw).eval()
+    plain.load_state_dict(net.state_dict())  # the clamp holds no weights: checkpoints are interchangeable
+    x = torch.rand(2, 1, 8, 8, 8) * 4 - 2
+    with torch.no_grad():
+        y, raw = net(x), plain(x)
+        assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+        assert float((raw < 0).float().mean()) > 0  # the check below is not vacuous
+        assert torch.allclose(y, raw.clamp(0, 1), atol=1e-6)
+        traced = torch.jit.trace(net, x)
+        assert torch.allclose(traced(x), y, atol=1e-6)

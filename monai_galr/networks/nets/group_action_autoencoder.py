@@ -13,11 +13,12 @@ from torch import nn
 
 from monai_galr.networks.blocks.actions import ACTIONS, GridRotation, LearnedAction
 from monai_galr.networks.blocks.ald import ALD
+from monai_galr.networks.blocks.clamp import StraightThroughClamp
 
 __all__ = ["GroupActionAutoEncoder", "RotatedReconstruction", "parameter_groups"]
 
 _LATENT_ACTS = ("tanh", "none")
-_OUTPUT_ACTS = ("sigmoid", "none")
+_OUTPUT_ACTS = ("sigmoid", "clamp", "none")
 
 
 class GroupActionAutoEncoder(AutoEncoder):
@@ -43,7 +44,8 @@ class GroupActionAutoEncoder(AutoEncoder):
         alpha_init / alpha_init_std: initial ALD logits.
         latent_activation: ``"tanh"`` (bounded latent: the scale anchor the stop-gradient latent losses need)
             or ``"none"``.
-        output_activation: ``"sigmoid"`` (intensities in [0, 1]) or ``"none"``.
+        output_activation: ``"sigmoid"`` (intensities in (0, 1)), ``"clamp"`` (``StraightThroughClamp`` to
+            [0, 1]: an empty background is exactly 0, the gradient passes unchanged) or ``"none"``.
         action_mode / action_padding: interpolation and padding of the grid action.
         action_hidden_channels / action_layers: size of the learned action.
 
@@ -147,6 +149,8 @@ class GroupActionAutoEncoder(AutoEncoder):
         decode, layer_channels = super()._get_decode_module(in_channels, channels, strides)
         if self.output_activation == "sigmoid":
             decode.add_module("output_act", nn.Sigmoid())
+        elif self.output_activation == "clamp":
+            decode.add_module("output_act", StraightThroughClamp(0.0, 1.0))
         return decode, layer_channels
 
     def check_input(self, x: torch.Tensor, name: str = "image") -> None:
