@@ -8,7 +8,8 @@ Usage::
 The file has the keys, shapes and dtypes of MedMNIST's ``adrenalmnist3d_64.npz`` (``adrenalmnist3d.npz`` for
 ``--size 28``, ``adrenalmnist3d_S.npz`` otherwise), so ``--dataset_dir DIR`` of the bundle reads it like the real
 data.  The shapes are SYNTHETIC (thin bent Y/V/lambda plates, class 1 with a rounded mass), not patient data.
-Written atomically (temporary file, then rename).  Exit code 2 on bad arguments.
+Written atomically (temporary file, then rename).  Exit code 2 on bad arguments or an unwritable
+``--out`` (checked before any volume is drawn).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 2 bad arguments)."""
+    """Command-line entry point; returns the exit code (0 ok, 2 bad arguments or unwritable output)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder (created)")
     parser.add_argument("--size", type=int, default=64, help="cube edge in voxels (field of view 64 mm); default 64")
@@ -46,6 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(
+            f"error: --out {args.out!r}: cannot write {os.path.basename(path)} ({type(e).__name__}: {e}); expected a "
+            "writable folder; an existing file there is left unchanged.",
+            file=sys.stderr,
+        )
         return 2
     print(f"wrote {path} (SYNTHETIC adrenal-like shapes: {args.n_train}/{args.n_val}/{args.n_test}, {args.size}^3)")
     return 0

@@ -10,13 +10,15 @@ Usage::
 or the folder holding it (``--size 64|28`` picks one; default: 64 if present).  Checked: the keys
 ``train_images, train_labels, val_images, val_labels, test_images, test_labels``, volumes ``(N, S, S, S)``
 ``uint8`` 0..255, labels ``(N, 1)`` in {0 normal, 1 mass}, one per volume; split sizes other than the official
-1188 / 98 / 298 give a warning, not an error.  Exit code 2, with a message naming the file, on bad input.
+1188 / 98 / 298 give a warning, not an error.  Exit code 2, with a message naming the file, on bad input (and on
+an unwritable ``--out``).
 
 The NIfTI files are ``uint8`` with an isotropic voxel size of ``64 / S`` mm (MedMNIST volumes have no physical
 spacing; the field of view is nominal).  ``datalist.json`` holds ``{"training": [...], "validation": [...],
 "test": [...]}`` items ``{"image": "train/adrenal_train_0000.nii.gz", "label": 0}`` (paths relative to OUT, as
 ``monai.data.load_decathlon_datalist`` expects).  Everything is written to a temporary folder first and moved
-into place; the datalist is written last.
+into place; the datalist is written last.  When a step fails, the previous split folders and datalist are kept
+(or put back), so an earlier output is never replaced with partial data.
 """
 
 from __future__ import annotations
@@ -74,13 +76,49 @@ def size_warnings(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str]
     ]
 
 
+def _swap_in(tmp: str, out: str, splits: Sequence[str], datalist: dict, path: str) -> None:
+    """Move ``tmp/<split>`` folders to ``out/<split>``, then write ``path``; on any failure, restore the old state.
+
+    The previous split folders are first moved aside (into ``tmp/.previous``, a rename), so a failure while moving
+    the new ones in or writing the datalist puts them back: the old datalist keeps pointing at the old files.
+    """
+    aside = os.path.join(tmp, ".previous")
+    os.makedirs(aside)
+    moved_aside = []
+    try:
+        for split in splits:
+            final = os.path.join(out, split)
+            if os.path.lexists(final):
+                os.replace(final, os.path.join(aside, split))
+                moved_aside.append(split)
+            os.replace(os.path.join(tmp, split), final)
+        write_json_atomic(datalist, path)
+    except BaseException:
+        for split in splits:
+            final = os.path.join(out, split)
+            if not os.path.exists(os.path.join(tmp, split)) and os.path.isdir(final):
+                shutil.rmtree(final, ignore_errors=True)  # the new folder had gone in: take it out
+            if split in moved_aside:
+                os.replace(os.path.join(aside, split), final)
+        raise
+
+
 def write_nifti(arrays: dict[str, tuple[np.ndarray, np.ndarray]], out: str) -> str:
-    """Write ``out/{train,val,test}/adrenal_{split}_{i:04d}.nii.gz`` and ``out/datalist.json``; return its path."""
+    """Write ``out/{train,val,test}/adrenal_{split}_{i:04d}.nii.gz`` and ``out/datalist.json``; return its path.
+
+    Every volume is written into a temporary folder inside ``out`` first; only then are the split folders moved
+    into place and the datalist written (last, atomically).  If anything fails, the previous folders and datalist
+    are left (or put back) as they were and the temporary folder is removed.
+
+    Raises:
+        OSError: ``out`` cannot be created or written, or a write fails (disk full ...).
+    """
     import nibabel as nib
 
     os.makedirs(out, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".adrenal-nifti-", dir=out)
     datalist: dict[str, list[dict]] = {}
+    path = os.path.join(out, "datalist.json")
     try:
         for split, (x, y) in arrays.items():
             os.makedirs(os.path.join(tmp, split))
@@ -91,20 +129,14 @@ def write_nifti(arrays: dict[str, tuple[np.ndarray, np.ndarray]], out: str) -> s
                 nib.save(nib.Nifti1Image(np.ascontiguousarray(vol, dtype=np.uint8), affine), os.path.join(tmp, rel))
                 items.append({"image": rel, "label": int(label)})
             datalist[DATALIST_KEYS[split]] = items
-        for split in arrays:
-            final = os.path.join(out, split)
-            if os.path.isdir(final):
-                shutil.rmtree(final)
-            os.replace(os.path.join(tmp, split), final)
+        _swap_in(tmp, out, list(arrays), datalist, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    path = os.path.join(out, "datalist.json")
-    write_json_atomic(datalist, path)
     return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 2 bad input)."""
+    """Command-line entry point; returns the exit code (0 ok, 2 bad input or unwritable output)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", required=True, help="adrenalmnist3d_64.npz / adrenalmnist3d.npz, or its folder")
     parser.add_argument("--size", type=int, default=None, help="cube edge to read from a folder (64 or 28)")
@@ -124,7 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         print("check passed")
         return 0
-    path = write_nifti(arrays, args.out)
+    try:
+        path = write_nifti(arrays, args.out)
+    except OSError as e:
+        print(
+            f"error: --out {args.out!r}: cannot write the NIfTI files ({type(e).__name__}: {e}); expected a writable "
+            "folder; the previous datalist.json and split folders there are left unchanged.",
+            file=sys.stderr,
+        )
+        return 2
     print(f"wrote {sum(len(y) for _, y in arrays.values())} NIfTI volumes and {path}")
     return 0
 

@@ -26,7 +26,7 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 2 bad arguments)."""
+    """Command-line entry point; returns the exit code (0 ok, 2 bad arguments or unwritable output)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--n_subjects", type=int, default=8, help="number of subjects (default 8)")
@@ -41,6 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = make_demo_oasis(args.out, args.n_subjects, args.seed, tuple(args.shape), args.deform_mm)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(
+            f"error: --out {args.out!r}: cannot write the demo folder ({type(e).__name__}: {e}); expected a writable "
+            "folder.",
+            file=sys.stderr,
+        )
         return 2
     print(f"wrote {len(paths)} demo subjects (MNI152-derived, not OASIS data) to {args.out}")
     return 0

@@ -9,7 +9,8 @@ Usage::
 release (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
 ``t10k-labels-idx1-ubyte``, each optionally ``.gz``).  The output holds ``x_train``/``x_test`` ``uint8 (N, 28, 28)``
 and ``y_train``/``y_test`` ``int64 (N,)``; it is written to a temporary file in the same folder and then moved
-into place, so an interrupted run never leaves a half-written ``mnist.npz``.  Exit code 2 on bad input.
+into place, so an interrupted or failed run never leaves a half-written ``mnist.npz`` (an existing one is kept).
+Exit code 2 on bad input (a malformed source, an unwritable ``--out``), with a message naming the file.
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 
 try:
-    from monai_galr.data import load_mnist_arrays
+    from monai_galr.data import atomic_output, load_mnist_arrays
 except ImportError:  # running from a source checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from monai_galr.data import load_mnist_arrays
+    from monai_galr.data import atomic_output, load_mnist_arrays
 
 __all__ = ["main", "report", "write_npz"]
 
@@ -46,27 +46,18 @@ def report(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
 
 def write_npz(arrays: dict[str, tuple[np.ndarray, np.ndarray]], out: str) -> None:
     """Write ``x_train, y_train, x_test, y_test`` to ``out`` atomically (temporary file + ``os.replace``)."""
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".mnist-", suffix=".npz.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f,
-                x_train=arrays["train"][0].astype(np.uint8),
-                y_train=arrays["train"][1].astype(np.int64),
-                x_test=arrays["test"][0].astype(np.uint8),
-                y_test=arrays["test"][1].astype(np.int64),
-            )
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_output(out, prefix=".mnist-", suffix=".npz.tmp") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(
+            f,
+            x_train=arrays["train"][0].astype(np.uint8),
+            y_train=arrays["train"][1].astype(np.int64),
+            x_test=arrays["test"][0].astype(np.uint8),
+            y_test=arrays["test"][1].astype(np.int64),
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (0 ok, 2 bad input)."""
+    """Command-line entry point; returns the exit code (0 ok, 2 bad input or unwritable output)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", required=True, help="folder with mnist.npz or the four IDX files (optionally .gz)")
     parser.add_argument("--out", help="output npz path, e.g. DATA/mnist.npz (required unless --check)")
@@ -83,7 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         print("check passed")
         return 0
-    write_npz(arrays, args.out)
+    try:
+        write_npz(arrays, args.out)
+    except OSError as e:
+        print(
+            f"error: --out {args.out!r}: cannot write the npz ({type(e).__name__}: {e}); expected a writable file "
+            "path; an existing file there is left unchanged.",
+            file=sys.stderr,
+        )
+        return 2
     print(f"wrote {args.out}")
     return 0
 

@@ -12,8 +12,9 @@ checked (``--header_only`` skips reading the voxels).  Unusable subjects (unread
 NaN, wrong shape) are printed, listed in ``<out stem>_report.json`` beside the datalist and left out; one bad subject
 never stops the run.  Both files are written atomically (temporary file + ``os.replace``).
 
-Exit codes: 0 written (possibly with excluded subjects), 2 bad input (no subject found, bad arguments), 3 with
-``--strict`` when any subject was excluded (the files are still written).
+Exit codes: 0 written (possibly with excluded subjects), 2 bad input (no subject found, no usable training subject
+left, bad arguments, an unwritable ``--out``; nothing is written then), 3 with ``--strict`` when any subject was
+excluded (the files are still written).
 Data use: OASIS data use agreement; cite Marcus et al. 2007 and Hoopes et al. (HyperMorph).
 """
 
@@ -33,6 +34,7 @@ try:
         report_path_for,
         write_datalist,
     )
+    from monai_galr.data.io import ensure_writable_dir
 except ImportError:  # running from a source checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from monai_galr.data.oasis import (
@@ -43,6 +45,7 @@ except ImportError:  # running from a source checkout without installing the pac
         report_path_for,
         write_datalist,
     )
+    from monai_galr.data.io import ensure_writable_dir
 
 __all__ = ["main"]
 
@@ -67,6 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit with code 3 when a subject is excluded")
     args = parser.parse_args(argv)
     shape = None if args.any_shape else tuple(args.expected_shape)
+    try:  # check the output before reading hundreds of volumes
+        if os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out!r} is a folder; expected the path of the datalist JSON file to write.")
+        ensure_writable_dir(os.path.dirname(os.path.abspath(args.out)), name="the folder of --out")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         datalist, report = build_oasis_datalist(
             args.root,
@@ -81,7 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_report(report))
-    write_datalist(datalist, args.out, report)
+    if not datalist["training"]:
+        print(
+            f"error: no usable training subject in {args.root!r}: {report['found']} found, "
+            f"{len(report['excluded'])} excluded (reasons above), expected at least one in the train split; "
+            f"nothing written to {args.out!r} (an existing datalist is kept).",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        write_datalist(datalist, args.out, report)
+    except OSError as e:
+        print(
+            f"error: --out {args.out!r}: cannot write the datalist ({type(e).__name__}: {e}); expected a writable "
+            "file path; an existing datalist there is left unchanged.",
+            file=sys.stderr,
+        )
+        return 2
     print(f"wrote {args.out} and {report_path_for(args.out)}")
     return 3 if args.strict and report["excluded"] else 0
 

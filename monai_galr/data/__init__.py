@@ -1,7 +1,8 @@
-"""Dataset builders: MNIST (embedded real subset or a user folder) and the fixed evaluation protocol."""
+"""Dataset builders (MNIST, AdrenalMNIST3D, OASIS-1), the fixed evaluation protocol and file checks."""
 
 from __future__ import annotations
 
+from monai_galr.data.io import atomic_output, check_image_file, check_image_files, ensure_writable_dir
 from monai_galr.data.mnist import IDX_FILES, NPZ_FILE, NPZ_KEYS, load_mnist_arrays, mnist_splits, read_idx
 from monai_galr.data.protocol import ANGLE_OPTIONS, attach_fixed_blocks, attach_fixed_rotations
 from monai_galr.data.adrenal import (
@@ -71,4 +72,9 @@ __all__ = [
     "oasis_splits",
     "split_subjects",
     "write_datalist",
+    # file checks and atomic writes
+    "atomic_output",
+    "check_image_file",
+    "check_image_files",
+    "ensure_writable_dir",
 ]

@@ -75,10 +75,15 @@ def _check_images(x: np.ndarray, source: str, size: int | None) -> np.ndarray:
         raise ValueError(f"{source}: expected cubic volumes (N, S, S, S), got shape {x.shape}.")
     if size is not None and x.shape[1] != size:
         raise ValueError(f"{source}: expected volumes of {size}^3 voxels, got shape {x.shape}.")
+    if len(x) == 0:
+        raise ValueError(f"{source}: expected at least one volume, got an empty split of shape {x.shape}.")
     if x.dtype == np.uint8:
         return x
     if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"{source}: expected uint8 images (values 0..255), got dtype {x.dtype}.")
+        extra = ""
+        if np.issubdtype(x.dtype, np.floating) and x.size and not np.all(np.isfinite(x)):
+            extra = f" with {int((~np.isfinite(x)).sum())} NaN/inf value(s)"
+        raise ValueError(f"{source}: expected uint8 images (values 0..255), got dtype {x.dtype}{extra}.")
     if x.size:
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi > 255:
@@ -120,7 +125,8 @@ def load_adrenal_npz(path: str | os.PathLike, size: int | None = None) -> dict[s
         FileNotFoundError: ``path`` does not exist.
         ValueError: not an npz archive, missing keys, arrays that are not ``(N, S, S, S)`` volumes (2D arrays,
             non-cubic, another size than ``size`` or than the other splits), a non-integer dtype, values outside
-            0..255 (images) or {0, 1} (labels), or a labels count that differs from the images count.
+            0..255 (images) or {0, 1} (labels), a labels count that differs from the images count, or an empty
+            split.
     """
     path = os.fspath(path)
     size = _check_size(size)
@@ -129,7 +135,9 @@ def load_adrenal_npz(path: str | os.PathLike, size: int | None = None) -> dict[s
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as e:  # zipfile / pickle / OS errors all mean "not a usable npz"
-        raise ValueError(f"cannot read {path!r} as an npz archive with keys {list(ADRENAL_KEYS)}: {e}") from e
+        raise ValueError(
+            f"cannot read {path!r} as an npz archive with keys {list(ADRENAL_KEYS)}: {type(e).__name__}: {e}"
+        ) from e
     if not isinstance(npz, np.lib.npyio.NpzFile):  # a plain .npy saved under an .npz name
         raise ValueError(
             f"{path!r} is a single {type(npz).__name__}, expected an npz archive with keys {list(ADRENAL_KEYS)}."
@@ -146,7 +154,7 @@ def load_adrenal_npz(path: str | os.PathLike, size: int | None = None) -> dict[s
             try:
                 x, y = np.asarray(npz[f"{split}_images"]), np.asarray(npz[f"{split}_labels"])
             except Exception as e:  # object arrays need pickle, which is refused
-                raise ValueError(f"{path!r}: cannot read the arrays of split {split!r}: {e}") from e
+                raise ValueError(f"{path!r}: cannot read the arrays of split {split!r}: {type(e).__name__}: {e}") from e
             x = _check_images(x, f"{path!r} key '{split}_images'", size)
             size = size if size is not None else x.shape[1]
             out[split] = (x, _check_labels(y, len(x), f"{path!r} key '{split}_labels'"))
@@ -184,7 +192,11 @@ def load_adrenal_arrays(
     folder = os.path.abspath(os.fspath(dataset_dir))
     if not os.path.isdir(folder):
         what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise ValueError(f"dataset_dir {os.fspath(dataset_dir)!r} {what} (resolved path: {folder!r}).")
+        hint = " (pass the folder that holds it)" if folder.endswith(".npz") and os.path.isfile(folder) else ""
+        raise ValueError(
+            f"dataset_dir {os.fspath(dataset_dir)!r} {what} (resolved path: {folder!r}); expected a folder holding "
+            f"{ADRENAL_FILES[64]!r} or {ADRENAL_FILES[28]!r}{hint}."
+        )
     candidates = [adrenal_file_name(size)] if size is not None else [ADRENAL_FILES[64], ADRENAL_FILES[28]]
     for name in candidates:
         path = os.path.join(folder, name)
@@ -269,7 +281,7 @@ def adrenal_splits(
         "label": int}`` (0 normal, 1 mass).
 
     Raises:
-        ValueError / FileNotFoundError / TypeError: see :func:`load_adrenal_arrays`; a negative cap.
+        ValueError / FileNotFoundError / TypeError: see :func:`load_adrenal_arrays`; a negative cap, or ``max_train=0``.
     """
     caps = {s: _check_max(v, f"max_{s}") for s, v in zip(_SPLITS, (max_train, max_val, max_test))}
     size = _check_size(size)
@@ -292,6 +304,8 @@ def adrenal_splits(
         n = len(y) if caps[split] is None else min(len(y), caps[split])
         images = x[:n].astype(np.float32)[:, None] / np.float32(255.0)
         out[split] = [{"image": img, "label": int(lbl)} for img, lbl in zip(images, y[:n])]
+    if not out["train"]:
+        raise ValueError(f"max_train={max_train} leaves no training volume; expected None or a positive int.")
     logger.info(
         "AdrenalMNIST3D splits (%d^3): train %d, val %d, test %d.",
         arrays["train"][0].shape[1],

@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from monai_galr.data.io import atomic_output
 from monai_galr.groups import quaternion_to_matrix
 
 __all__ = ["FIELD_OF_VIEW_MM", "make_synthetic_adrenal", "save_synthetic_adrenal_nifti", "synthetic_adrenal_volume"]
@@ -37,14 +37,6 @@ logger = logging.getLogger("monai_galr.data")
 FIELD_OF_VIEW_MM = 64.0
 _STEP_MM = 0.45  # spacing of the splatted points (about 11 points per mm^3)
 _MARGIN_MM = 3.0  # kept between the shape and the inscribed sphere (blur and interpolation)
-
-
-def _publish(tmp: str, path: str) -> None:
-    """Give ``tmp`` the usual file mode (``mkstemp`` makes it private) and move it to ``path`` atomically."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
 
 
 def _check_int(value: int, name: str, minimum: int) -> int:
@@ -183,7 +175,7 @@ def make_synthetic_adrenal(
 
     Args:
         path: the output file (its folder is created); written to a temporary file first, then moved.
-        n_train / n_val / n_test: volumes per split (defaults: the official split sizes 1188 / 98 / 298).
+        n_train / n_val / n_test: volumes per split, each >= 1 (defaults: the official split sizes 1188 / 98 / 298).
         size: cube edge (64 for the ``_64`` file, 28 for the small one, any int >= 8 for tests).
         seed: seed of ``np.random.default_rng``; the same arguments give the same file.
         mass_fraction: probability of class 1 (mass) per volume.
@@ -192,7 +184,9 @@ def make_synthetic_adrenal(
         the path written.
 
     Raises:
-        ValueError: a negative split size, ``size`` < 8, a negative seed or ``mass_fraction`` outside [0, 1].
+        ValueError: a split size < 1 (the loader rejects empty splits), ``size`` < 8, a negative seed or
+            ``mass_fraction`` outside [0, 1].
+        OSError: the output folder cannot be created or written (raised before any volume is drawn).
 
     Example::
 
@@ -200,34 +194,27 @@ def make_synthetic_adrenal(
         '/tmp/adrenal/adrenalmnist3d_16.npz'
     """
     counts = {
-        "train": _check_int(n_train, "n_train", 0),
-        "val": _check_int(n_val, "n_val", 0),
-        "test": _check_int(n_test, "n_test", 0),
+        "train": _check_int(n_train, "n_train", 1),
+        "val": _check_int(n_val, "n_val", 1),
+        "test": _check_int(n_test, "n_test", 1),
     }
     size = _check_int(size, "size", 8)
     seed = _check_int(seed, "seed", 0)
     if isinstance(mass_fraction, bool) or not isinstance(mass_fraction, (int, float)) or not 0 <= mass_fraction <= 1:
         raise ValueError(f"mass_fraction must be a number in [0, 1], got {mass_fraction!r}.")
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for split, n in counts.items():
-        labels = (rng.random(n) < mass_fraction).astype(np.uint8)
-        images = np.zeros((n, size, size, size), dtype=np.uint8)
-        for i in range(n):
-            images[i] = synthetic_adrenal_volume(rng, size, mass=bool(labels[i]))
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".adrenal-", suffix=".npz.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    # the output file is opened first, so an unwritable folder fails at once, not after minutes of drawing
+    with atomic_output(path, prefix=".adrenal-", suffix=".npz.tmp") as tmp:
+        rng = np.random.default_rng(seed)
+        arrays = {}
+        for split, n in counts.items():
+            labels = (rng.random(n) < mass_fraction).astype(np.uint8)
+            images = np.zeros((n, size, size, size), dtype=np.uint8)
+            for i in range(n):
+                images[i] = synthetic_adrenal_volume(rng, size, mass=bool(labels[i]))
+            arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
             np.savez_compressed(f, **arrays)
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     logger.info("wrote synthetic adrenal set %s (%s, %d^3, seed %d)", path, counts, size, seed)
     return path
 
@@ -252,17 +239,8 @@ def save_synthetic_adrenal_nifti(path: str | os.PathLike, size: int = 64, seed: 
     if os.path.isfile(path):
         return path
     vol = synthetic_adrenal_volume(np.random.default_rng(_check_int(seed, "seed", 0)), size, mass=mass)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     suffix = ".nii.gz" if path.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=".synthetic-", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(path, prefix=".synthetic-", suffix=suffix) as tmp:
         affine = np.diag([FIELD_OF_VIEW_MM / size] * 3 + [1.0])
         nib.save(nib.Nifti1Image(vol.astype(np.float32) / np.float32(255.0), affine), tmp)
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path

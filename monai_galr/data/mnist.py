@@ -98,11 +98,19 @@ def _check_images(x: np.ndarray, source: str) -> np.ndarray:
     """``(N, 28, 28)`` intensities 0..255 (uint8, or integral values in another numeric dtype) -> ``uint8``."""
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[1:] != (_SIDE, _SIDE):
-        raise ValueError(f"{source}: expected images of shape (N, {_SIDE}, {_SIDE}), got {x.shape}.")
+        hint = " (flattened 784-pixel rows? reshape to (N, 28, 28))" if x.ndim == 2 and x.shape[1:] == (784,) else ""
+        raise ValueError(f"{source}: expected images of shape (N, {_SIDE}, {_SIDE}), got {x.shape}{hint}.")
+    if len(x) == 0:
+        raise ValueError(f"{source}: expected at least one image, got an empty split of shape {x.shape}.")
     if x.dtype == np.uint8:
         return x
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise ValueError(f"{source}: expected uint8 images with values 0..255, got dtype {x.dtype}.")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise ValueError(
+            f"{source}: expected image values 0..255, got {int((~np.isfinite(x)).sum())} non-finite (NaN/inf) "
+            f"{x.dtype} value(s)."
+        )
     if x.size:
         lo, hi = float(x.min()), float(x.max())
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
@@ -127,6 +135,11 @@ def _check_labels(y: np.ndarray, n_images: int, source: str) -> np.ndarray:
     if len(y) != n_images:
         raise ValueError(f"{source}: expected {n_images} labels (one per image), got {len(y)}.")
     if y.size:
+        if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
+            raise ValueError(
+                f"{source}: expected integer labels 0..9, got {int((~np.isfinite(y)).sum())} non-finite (NaN/inf) "
+                f"{y.dtype} value(s)."
+            )
         if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
             raise ValueError(f"{source}: expected integer labels 0..9, got non-integral {y.dtype} values.")
         lo, hi = y.min(), y.max()
@@ -159,18 +172,30 @@ def _load_npz(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as e:  # zipfile / pickle / OS errors all mean "not a usable npz"
-        raise ValueError(f"cannot read {path!r} as an npz archive with keys {NPZ_KEYS}: {e}") from e
+        raise ValueError(
+            f"cannot read {path!r} as an npz archive with keys {list(NPZ_KEYS)}: {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a plain .npy saved under the .npz name
+        raise ValueError(
+            f"{path!r} is a single {type(npz).__name__}, expected an npz archive with keys {list(NPZ_KEYS)}."
+        )
     with npz:
         missing = [k for k in NPZ_KEYS if k not in npz.files]
         if missing:
             raise ValueError(
                 f"{path!r}: expected keys {list(NPZ_KEYS)}, missing {missing}; the archive holds {sorted(npz.files)}."
             )
-        out = {}
-        for split in ("train", "test"):
-            x = _check_images(npz[f"x_{split}"], f"{path!r} key 'x_{split}'")
-            y = _check_labels(npz[f"y_{split}"], len(x), f"{path!r} key 'y_{split}'")
-            out[split] = (x, y)
+        arrays = {}
+        for key in NPZ_KEYS:
+            try:
+                arrays[key] = np.asarray(npz[key])
+            except Exception as e:  # a damaged member (bad CRC, truncated data) or an object array (needs pickle)
+                raise ValueError(f"{path!r}: cannot read the array {key!r}: {type(e).__name__}: {e}") from e
+    out = {}
+    for split in ("train", "test"):
+        x = _check_images(arrays[f"x_{split}"], f"{path!r} key 'x_{split}'")
+        y = _check_labels(arrays[f"y_{split}"], len(x), f"{path!r} key 'y_{split}'")
+        out[split] = (x, y)
     return out
 
 
@@ -210,8 +235,9 @@ def load_mnist_arrays(dataset_dir: str | os.PathLike | None = None) -> dict[str,
         images ``uint8 (N, 28, 28)`` with values 0..255, labels ``int64 (N,)`` in 0..9.
 
     Raises:
-        ValueError: ``dataset_dir`` is not an existing folder, or a file is malformed (bad magic number,
-            truncated, images/labels count mismatch, wrong shape, missing npz keys, labels outside 0..9).
+        ValueError: ``dataset_dir`` is not an existing folder, or a file is malformed (not an npz archive or a
+            damaged one, bad magic number, truncated, images/labels count mismatch, wrong shape or dtype, missing
+            npz keys, an empty split, NaN/inf values, labels outside 0..9).
         FileNotFoundError: the folder holds neither ``mnist.npz`` nor the complete set of IDX files.
 
     Example::
@@ -229,7 +255,10 @@ def load_mnist_arrays(dataset_dir: str | os.PathLike | None = None) -> dict[str,
     folder = os.path.abspath(os.fspath(dataset_dir))
     if not os.path.isdir(folder):
         what = "is not a folder" if os.path.exists(folder) else "does not exist"
-        raise ValueError(f"dataset_dir {os.fspath(dataset_dir)!r} {what} (resolved path: {folder!r}).")
+        raise ValueError(
+            f"dataset_dir {os.fspath(dataset_dir)!r} {what} (resolved path: {folder!r}); expected the folder "
+            f"holding {NPZ_FILE!r} or the IDX files."
+        )
     npz_path = os.path.join(folder, NPZ_FILE)
     if os.path.isfile(npz_path):
         logger.info("MNIST source: %s", npz_path)
@@ -299,8 +328,9 @@ def mnist_splits(
         ``{"image": float32 (1, 28, 28) in [0, 1], "label": int}``.
 
     Raises:
-        ValueError: a fraction outside [0, 1), fractions summing to 1 or more, a negative cap or seed, and
-            every error of :func:`load_mnist_arrays`.
+        ValueError: a fraction outside [0, 1), fractions summing to 1 or more, a negative cap or seed, an empty
+            train split (``max_train=0``, or fractions that leave nothing), and every error of
+            :func:`load_mnist_arrays`.
         TypeError: a fraction that is not a number.
     """
     val_fraction = _check_fraction(val_fraction, "val_fraction")
@@ -337,6 +367,12 @@ def mnist_splits(
     for split in ("train", "val", "test"):
         idx = index[split] if caps[split] is None else index[split][: caps[split]]
         out[split] = _items(*source[split], idx)
+    if not out["train"]:
+        raise ValueError(
+            f"MNIST from {origin}: the train split is empty ({len(index['train'])} image(s) left by "
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}, max_train={max_train}); expected at least "
+            "one training image."
+        )
     logger.info(
         "MNIST splits from %s (seed %d): train %d, val %d, test %d.",
         origin,

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_galr.data.io import check_image_file
 from monai_galr.data.oasis_demo import DEMO_NOTE, ensure_demo_oasis, make_demo_oasis
 
 __all__ = [
@@ -132,7 +133,8 @@ def check_volume(
 ) -> str | None:
     """What is wrong with one volume file, or None when it is usable.
 
-    Never raises for a bad file: the problem is returned as a sentence, so one bad subject never stops a run.
+    Never raises for a bad file: the problem is returned as a sentence, so one bad subject never stops a run
+    (see :func:`monai_galr.data.io.check_image_file`, of which this is the 3D case).
 
     Args:
         path: a NIfTI file (``.nii`` / ``.nii.gz``).
@@ -141,41 +143,9 @@ def check_volume(
             file is decompressed); False checks the header only.
 
     Returns:
-        None, or a description such as ``"4D image of shape (160, 192, 224, 2), expected 3D"``.
+        None, or a description such as ``"4D image of shape (160, 192, 224, 2), expected a 3D volume"``.
     """
-    import nibabel as nib
-
-    shape = _check_shape(expected_shape, "expected_shape")
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        return "file does not exist"
-    if os.path.getsize(path) == 0:
-        return "empty file (0 bytes)"
-    try:
-        img = nib.load(path)
-        got = tuple(int(s) for s in img.shape)
-    except Exception as e:  # noqa: BLE001 - any reader error means "unusable"; the reason is reported
-        return f"cannot be read by nibabel: {type(e).__name__}: {e}"
-    squeezed = got[:3] + tuple(s for s in got[3:] if s != 1)
-    if len(squeezed) != 3:
-        return f"{len(squeezed)}D image of shape {got}, expected a 3D volume"
-    if any(s == 0 for s in squeezed):
-        return f"empty image of shape {got}"
-    if shape is not None and squeezed != shape:
-        return f"shape {squeezed}, expected {shape}"
-    if check_values:
-        try:
-            data = np.asanyarray(img.dataobj)
-        except Exception as e:  # noqa: BLE001 - truncated or corrupt payload
-            return f"cannot be read by nibabel: {type(e).__name__}: {e}"
-        finite = np.isfinite(data)
-        if not finite.any():
-            return "no finite value (all NaN/inf)"
-        if not finite.all():
-            return f"{int((~finite).sum())} non-finite (NaN/inf) voxel(s)"
-        if not np.any(data):
-            return "all voxels are zero"
-    return None
+    return check_image_file(path, 3, _check_shape(expected_shape, "expected_shape"), check_values=check_values)
 
 
 def split_subjects(
@@ -317,14 +287,21 @@ def load_oasis_datalist(path: str | os.PathLike, base_dir: str | os.PathLike | N
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise ValueError(f"datalist {path!r} is a folder; expected a JSON file (see data_prep/prepare_oasis.py).")
         raise FileNotFoundError(f"datalist {path!r} does not exist (write it with data_prep/prepare_oasis.py).")
     try:
         with open(path) as f:
             obj = json.load(f)
     except (OSError, ValueError) as e:
-        raise ValueError(f"datalist {path!r} is not valid JSON: {e}") from e
+        empty = " (an empty file)" if os.path.getsize(path) == 0 else ""
+        raise ValueError(f"datalist {path!r} is not valid JSON{empty}: {type(e).__name__}: {e}") from e
     if not isinstance(obj, dict) or not isinstance(obj.get("training"), list):
-        raise ValueError(f"datalist {path!r} must be a JSON object with a 'training' list (MONAI datalist format).")
+        got = f"an object with keys {sorted(obj)[:10]}" if isinstance(obj, dict) else f"a JSON {type(obj).__name__}"
+        raise ValueError(
+            f"datalist {path!r} must be a JSON object with a 'training' list (MONAI datalist format: 'training', "
+            f"'validation', 'test' lists of {{\"image\": path}}), got {got}."
+        )
     base = os.path.abspath(os.fspath(base_dir)) if base_dir is not None else os.path.dirname(os.path.abspath(path))
     out, missing = {}, []
     for name, key in DATALIST_KEYS.items():
@@ -407,12 +384,21 @@ def oasis_splits(
             logger.warning(format_report(report))
         out = {name: dl[key] for name, key in DATALIST_KEYS.items()}
     if not out["train"]:
-        raise ValueError(f"{origin} has no usable training subject.")
+        if datalist is not None:
+            detail = "its 'training' list is empty"
+        else:
+            detail = (
+                f"{report['found']} subject(s) found, {len(report['excluded'])} excluded as unusable (see the warning "
+                f"above; expected_shape={expected_shape}), val_fraction={val_fraction}, test_fraction={test_fraction}"
+            )
+        raise ValueError(f"{origin} has no usable training subject ({detail}); expected at least one.")
     out = {
         "train": _cap(out["train"], max_train, "max_train"),
         "val": _cap(out["val"], max_val, "max_val"),
         "test": _cap(out["test"], max_test, "max_test"),
     }
+    if not out["train"]:
+        raise ValueError(f"max_train={max_train} leaves no training subject; expected None or a positive int.")
     logger.info(
         "OASIS splits from %s: train %d, val %d, test %d.", origin, len(out["train"]), len(out["val"]), len(out["test"])
     )

@@ -165,8 +165,10 @@ def test_synthetic_volume_inside_sphere(mass):
 
 
 def test_synthetic_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="n_train must be an int >= 0"):
+    with pytest.raises(ValueError, match="n_train must be an int >= 1, got -1"):
         make_synthetic_adrenal(tmp_path / "x.npz", -1, 1, 1)
+    with pytest.raises(ValueError, match="n_val must be an int >= 1, got 0"):  # the loader rejects empty splits
+        make_synthetic_adrenal(tmp_path / "x.npz", 1, 0, 1)
     with pytest.raises(ValueError, match="size must be an int >= 8"):
         make_synthetic_adrenal(tmp_path / "x.npz", 1, 1, 1, size=4)
     with pytest.raises(ValueError, match="mass_fraction"):

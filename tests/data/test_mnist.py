@@ -220,7 +220,7 @@ def test_npz_missing_keys(tmp_path):
 
 def test_npz_wrong_image_shape(tmp_path):
     _write_npz(tmp_path, x_train=np.zeros((20, 784), np.uint8))
-    with pytest.raises(ValueError, match=r"x_train.*\(N, 28, 28\).*\(20, 784\)"):
+    with pytest.raises(ValueError, match=r"x_train.*\(N, 28, 28\).*\(20, 784\) \(flattened 784-pixel rows\? reshape"):
         load_mnist_arrays(tmp_path)
 
 

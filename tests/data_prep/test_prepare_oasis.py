@@ -61,9 +61,12 @@ def test_writes_datalist_and_report(tmp_path, capsys):
 def test_wrong_shape_and_any_shape(tmp_path, capsys):
     root = _root(tmp_path, 3)
     out = tmp_path / "dl.json"
-    assert prepare.main(["--root", str(root), "--out", str(out), "--val_fraction", "0", "--test_fraction", "0"]) == 0
-    assert "expected (160, 192, 224)" in capsys.readouterr().out  # the default OASIS shape: all excluded
-    assert json.loads(out.read_text())["training"] == []
+    # the default OASIS shape: every subject excluded -> an error, and no empty datalist written
+    assert prepare.main(["--root", str(root), "--out", str(out), "--val_fraction", "0", "--test_fraction", "0"]) == 2
+    captured = capsys.readouterr()
+    assert "expected (160, 192, 224)" in captured.out
+    assert "no usable training subject" in captured.err and "3 found, 3 excluded" in captured.err
+    assert not out.exists()
     assert prepare.main(["--root", str(root), "--out", str(out), "--any_shape", "--test_fraction", "0"]) == 0
     assert len(json.loads(out.read_text())["training"]) == 3
 
