@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,12 +12,10 @@ from monai_galr.analysis.utils import (
     check_items,
     image_grid_figure,
     iterate_batches,
-    json_safe,
     prepare_network,
-    save_figure_atomic,
+    write_outputs_atomic,
 )
 from monai_galr.groups import matrix_to_angle
-from monai_galr.handlers.report import write_json_atomic
 
 __all__ = ["check_num_cases", "error_map_figure", "run_error_maps"]
 
@@ -106,9 +103,11 @@ def run_error_maps(
             cases.append(
                 {"index": len(cases), "rotation": rot, "mae": float(err.mean()), "max_error": float(err.max())}
             )
-    fig = error_map_figure(xs, ys, ps, names, title="Rotated prediction vs image-space rotation (test split)")
-    save_figure_atomic(fig, os.path.join(output_dir, f"{filename}.png"))
+    kind = "mid-slices of each volume, " if xs[0].ndim == 3 else ""
+    fig = error_map_figure(
+        xs, ys, ps, names, title=f"Rotated prediction vs image-space rotation (test split; {kind}|error| on 0-1)"
+    )
     out = {"cases": cases, "protocol": protocol or "first test images with their fixed, seeded rotations",
            "figure": f"{filename}.png", "checkpoint": ckpt_path}
-    write_json_atomic(json_safe(out), os.path.join(output_dir, f"{filename}.json"))
+    write_outputs_atomic(output_dir, {f"{filename}.png": fig, f"{filename}.json": out})
     return out

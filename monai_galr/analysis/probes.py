@@ -8,28 +8,20 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from monai_galr.analysis.utils import (
-    check_items,
-    iterate_batches,
-    json_safe,
-    prepare_network,
-    unwrap,
-    write_text_atomic,
-)
-from monai_galr.handlers.report import write_json_atomic
+from monai_galr.analysis.utils import check_items, iterate_batches, prepare_network, unwrap, write_outputs_atomic
 
-__all__ = ["FEATURE_PARTS", "POOLINGS", "extract_features", "linear_probe", "probe_table", "run_probes"]
+__all__ = ["FEATURE_PARTS", "POOLINGS", "check_labels", "extract_features", "linear_probe", "probe_table", "run_probes"]
 
 FEATURE_PARTS = ("z", "z_v", "z_i")
 POOLINGS = ("avg", "max")
 VIEWS = ("input", "rotated")
+DEFAULT_LABEL_HINT = "Give every item a 'label' (an int class)."
 
 
 def _check_pooling(pooling: str | Sequence[str]) -> tuple[str, ...]:
@@ -37,6 +29,27 @@ def _check_pooling(pooling: str | Sequence[str]) -> tuple[str, ...]:
     if not pools or any(p not in POOLINGS for p in pools) or len(set(pools)) != len(pools):
         raise ValueError(f"pooling must be one or more distinct values of {POOLINGS}, got {pooling!r}.")
     return pools
+
+
+def check_labels(items: Any, name: str, hint: str = "") -> list[Mapping]:
+    """``items`` (see :func:`~monai_galr.analysis.utils.check_items`) if every one holds a ``"label"``.
+
+    Raises:
+        ValueError: ``"dataset has no labels for a probe: ..."`` naming the split, the first unlabelled item (its
+            subject or image path) and how many lack a label, followed by ``hint`` (how to supply labels).
+    """
+    items = check_items(items, name, require=("image",))
+    missing = [i for i, d in enumerate(items) if "label" not in d]
+    if missing:
+        i = missing[0]
+        ident = items[i].get("subject") or (items[i]["image"] if isinstance(items[i]["image"], str) else None)
+        where = f"item {i}" + (f" ({ident!r})" if ident else "")
+        raise ValueError(
+            f"dataset has no labels for a probe: {name} {where} has no 'label' key ({len(missing)} of {len(items)} "
+            f"items unlabelled, keys: {sorted(map(str, items[i]))}). A linear probe needs one class label per "
+            f"item. {hint or DEFAULT_LABEL_HINT}"
+        )
+    return items
 
 
 def _pool(t: torch.Tensor, pools: tuple[str, ...]) -> torch.Tensor:
@@ -225,6 +238,7 @@ def run_probes(
     max_iter: int = 1000,
     protocol: str = "",
     filename: str = "probes",
+    label_hint: str = "",
 ) -> dict[str, Any]:
     """The probe study (runner ``probe``): features of both splits, one probe per part, JSON and Markdown.
 
@@ -241,21 +255,24 @@ def run_probes(
         seed, c, max_iter: see :func:`linear_probe`.
         protocol: a sentence about the data, stored and printed under the table.
         filename: base name of the two files.
+        label_hint: appended to the error raised for items without a ``"label"`` (how this bundle's data can
+            supply labels).
 
     Returns:
         the results (NaN where undefined; ``null`` in the JSON file).
 
     Raises:
-        ValueError: a split without labels (named), a checkpoint that does not match the network (the file is
-            named), fewer than two classes in the train split.
+        ValueError: a split without labels (``"dataset has no labels for a probe: ..."``, the split and the
+            item named), a checkpoint that does not match the network (the file and the tensors are named),
+            fewer than two classes in the train split.
 
     Example::
 
         >>> out = run_probes(net, splits["train"], test_items, "eval", transform=preprocessing, ckpt_path="model.pt")
         >>> out["probes"]["z_v"]["accuracy"], out["probes"]["z_i"]["auc"]
     """
-    train_items = check_items(train_items, "train_items", require=("image", "label"))
-    test_items = check_items(test_items, "test_items", require=("image", "label"))
+    train_items = check_labels(train_items, "train_items", label_hint)
+    test_items = check_labels(test_items, "test_items", label_hint)
     core = prepare_network(network, ckpt_path, device)
     kw = dict(transform=transform, batch_size=batch_size, pooling=pooling, view=view, device=device)
     train_f, train_y = extract_features(core, train_items, name="train_items", **kw)
@@ -289,9 +306,8 @@ def run_probes(
         "mask_fraction": float(mask.mean().item()),
         "checkpoint": ckpt_path,
     }
-    write_json_atomic(json_safe(out), os.path.join(output_dir, f"{filename}.json"))
-    mask_line = f"mask: {n_v}/{mask.numel()} varying channels ({core.ald.partition}, tau {core.ald.tau})"
-    table = probe_table(results, f"{full_protocol}. {mask_line[0].upper()}{mask_line[1:]}.")
-    write_text_atomic(table, os.path.join(output_dir, f"{filename}.md"))
+    mask_line = f"Mask: {n_v}/{mask.numel()} varying channels ({core.ald.partition}, tau {core.ald.tau})"
+    table = probe_table(results, f"{full_protocol}. {mask_line}.")
+    write_outputs_atomic(output_dir, {f"{filename}.md": table, f"{filename}.json": out})
     logging.getLogger(__name__).info("\n" + table)
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,11 +12,9 @@ from monai_galr.analysis.utils import (
     check_items,
     image_grid_figure,
     iterate_batches,
-    json_safe,
     prepare_network,
-    save_figure_atomic,
+    write_outputs_atomic,
 )
-from monai_galr.handlers.report import write_json_atomic
 
 __all__ = ["run_latent_swap", "swap_latents"]
 
@@ -90,13 +87,15 @@ def run_latent_swap(
         rows,
         col_titles=["x_a", "x_b", "D(z_a)", "D(z_b)", "D([z_v(a); z_i(b)])", "D([z_v(b); z_i(a)])"],
         row_titles=names,
-        title=f"Latent swap of varying / invariant channels ({n_v}/{mask.numel()} varying, {core.ald.partition})",
+        title=f"Latent swap of varying / invariant channels ({n_v}/{mask.numel()} varying, {core.ald.partition})"
+        + ("; mid-slices of each volume" if x.ndim == 5 else ""),
+        colorbar_cols=(5,),
+        colorbar_labels={5: "intensity"},
     )
-    save_figure_atomic(fig, os.path.join(output_dir, f"{filename}.png"))
     out = {
         "pairs": pairs, "varying_channels": n_v, "latent_channels": int(mask.numel()), "partition": core.ald.partition,
         "protocol": protocol or "consecutive test images paired (a=2k, b=2k+1), unrotated inputs",
         "figure": f"{filename}.png", "checkpoint": ckpt_path,
     }
-    write_json_atomic(json_safe(out), os.path.join(output_dir, f"{filename}.json"))
+    write_outputs_atomic(output_dir, {f"{filename}.png": fig, f"{filename}.json": out})
     return out

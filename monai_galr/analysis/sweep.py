@@ -23,10 +23,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from monai_galr.analysis.utils import json_safe, save_figure_atomic, write_text_atomic
-from monai_galr.handlers.report import write_json_atomic
+from monai_galr.analysis.utils import write_outputs_atomic
 
-__all__ = ["collect_variant_results", "run_sweep", "tau_sweep_figure", "variant_table"]
+__all__ = ["check_taus", "collect_variant_results", "run_sweep", "tau_sweep_figure", "variant_table"]
 
 
 def _read(path: str) -> dict | None:
@@ -42,7 +41,8 @@ def _read(path: str) -> dict | None:
 def collect_variant_results(
     root: str, angles: str = "uniform", probes_root: str | None = None
 ) -> list[dict[str, Any]]:
-    """One row per ``<root>/<variant>/eval`` folder holding ``metrics_<angles>.json`` and/or ``probes.json``.
+    """One row per ``<root>/<variant>/eval`` folder holding ``metrics_<angles>.json`` (else ``metrics.json``)
+    and/or ``probes.json``.
 
     ``probes_root`` (default ``root``): where ``<variant>/eval/probes.json`` is looked up, for probes run into a
     separate folder.
@@ -65,6 +65,8 @@ def collect_variant_results(
     rows = []
     for name in sorted(names):
         metrics = _read(os.path.join(root, name, "eval", f"metrics_{angles}.json"))
+        if metrics is None:  # bundles with one angle protocol (brain_mri_so3) write eval/metrics.json
+            metrics = _read(os.path.join(root, name, "eval", "metrics.json"))
         probes = _read(os.path.join(proot, name, "eval", "probes.json"))
         if metrics is None and probes is None:
             continue
@@ -136,21 +138,64 @@ def tau_sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
-def run_sweep(root: str, output_dir: str, angles: str = "uniform", probes_root: str | None = None) -> dict[str, Any]:
+def check_taus(taus: Any, name: str = "taus") -> list[float]:
+    """``taus`` as a list of floats in (0, 1), or a ``ValueError`` naming ``name`` (an empty list included)."""
+    if isinstance(taus, (str, bytes)) or not isinstance(taus, Sequence):
+        raise ValueError(f"{name} must be a list of ALD thresholds in (0, 1), got {type(taus).__name__} {taus!r}.")
+    if len(taus) == 0:
+        raise ValueError(f"{name} is empty: give at least one ALD threshold in (0, 1), e.g. [0.1, 0.3, 0.5].")
+    bad = [t for t in taus if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0]
+    if bad:
+        raise ValueError(f"every entry of {name} must be a number in (0, 1), got {bad} in {list(taus)}.")
+    return [float(t) for t in taus]
+
+
+def run_sweep(
+    root: str,
+    output_dir: str,
+    angles: str = "uniform",
+    probes_root: str | None = None,
+    taus: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """Write ``sweep.json``, ``variants_analysis.md`` and ``tau_sweep.png`` (when probes exist for 2+ taus).
 
-    See :func:`collect_variant_results` for the expected files.
+    See :func:`collect_variant_results` for the expected files. Everything is computed first and written at the
+    end (temporary files, then ``os.replace``; ``sweep.json`` last), so a failed run leaves no partial output.
+
+    Args:
+        root / probes_root / angles: see :func:`collect_variant_results`.
+        output_dir: where the three files go.
+        taus: keep only the variants trained at these thresholds (None: every variant); the taus without results
+            are listed in ``sweep.json`` (``missing_taus``).
+
+    Raises:
+        ValueError: an empty or out-of-range ``taus``, no variant at any of ``taus``, or see
+            :func:`collect_variant_results`.
     """
+    wanted = None if taus is None else check_taus(taus)
     rows = collect_variant_results(root, angles, probes_root)
-    out: dict[str, Any] = {"root": root, "probes_root": probes_root, "angles": angles, "rows": rows, "figure": None}
-    taus = {r["tau"] for r in rows if r["tau"] is not None and r["probe_z_v"] is not None}
-    if len(taus) >= 2:
-        save_figure_atomic(tau_sweep_figure(rows), os.path.join(output_dir, "tau_sweep.png"))
+    out: dict[str, Any] = {"root": root, "probes_root": probes_root, "angles": angles, "figure": None}
+    if wanted is not None:
+        found = sorted({r["tau"] for r in rows if r["tau"] is not None})
+        rows = [r for r in rows if r["tau"] is not None and any(math.isclose(r["tau"], t) for t in wanted)]
+        if not rows:
+            raise ValueError(
+                f"taus {wanted}: no variant under {root!r} was trained at any of them (probes.json records the "
+                f"taus {found})."
+            )
+        out["taus"] = wanted
+        out["missing_taus"] = [t for t in wanted if not any(math.isclose(r["tau"], t) for r in rows)]
+    out["rows"] = rows
+    files: dict[str, Any] = {}
+    swept = {r["tau"] for r in rows if r["tau"] is not None and r["probe_z_v"] is not None}
+    if len(swept) >= 2:
+        files["tau_sweep.png"] = tau_sweep_figure(rows)
         out["figure"] = "tau_sweep.png"
     else:
-        out["note"] = f"no tau sweep figure: probe results for {len(taus)} distinct tau value(s), 2 needed"
-    write_text_atomic(variant_table(rows, angles), os.path.join(output_dir, "variants_analysis.md"))
-    write_json_atomic(json_safe(out), os.path.join(output_dir, "sweep.json"))
+        out["note"] = f"no tau sweep figure: probe results for {len(swept)} distinct tau value(s), 2 needed"
+    files["variants_analysis.md"] = variant_table(rows, angles)
+    files["sweep.json"] = out
+    write_outputs_atomic(output_dir, files)
     return out
 
 
@@ -160,8 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--angles", default="uniform", help="which metrics_<angles>.json to read")
     p.add_argument("--probes_root", default=None, help="folder of <variant>/eval/probes.json (default: --root)")
+    p.add_argument("--taus", default=None, help="comma-separated thresholds to keep (default: every variant)")
     args = p.parse_args(argv)
-    run_sweep(args.root, args.out, args.angles, args.probes_root)
+    taus = None if args.taus is None else [float(t) for t in args.taus.split(",") if t.strip()]
+    run_sweep(args.root, args.out, args.angles, args.probes_root, taus=taus)
     with open(os.path.join(args.out, "variants_analysis.md")) as f:
         print(f.read())
     return 0

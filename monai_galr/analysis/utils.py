@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ __all__ = [
     "prepare_network",
     "save_figure_atomic",
     "unwrap",
+    "write_outputs_atomic",
     "write_text_atomic",
 ]
 
@@ -180,15 +182,72 @@ def save_figure_atomic(fig: Figure, path: str, dpi: int = 120) -> None:
         raise
 
 
+def write_outputs_atomic(output_dir: str, outputs: Mapping[str, Any], dpi: int = 120) -> list[str]:
+    """Write every output of a study at once, at the end: nothing is left half-written or stale-looking.
+
+    All files are first rendered to temporary files in ``output_dir`` (a failure there removes every temporary
+    file and leaves the folder as it was, so old results are never mixed with new ones); then each is moved into
+    place with ``os.replace``, in the order given (put the JSON, which records the whole result, last).
+
+    Args:
+        output_dir: the folder (created when needed).
+        outputs: ``{file name: content}``; a matplotlib ``Figure`` is saved as PNG, a ``str`` as text, a dict or
+            list as strict JSON (NaN / inf become null; keys sorted, indented).
+        dpi: resolution of the PNG figures.
+
+    Returns:
+        the paths written, in order.
+
+    Raises:
+        TypeError: a content of another type (nothing is written).
+    """
+    for name, content in outputs.items():
+        if not isinstance(content, (Figure, str, Mapping, list, tuple)):
+            raise TypeError(f"output {name!r} must be a Figure, str, dict or list, got {type(content).__name__}.")
+    created = not os.path.isdir(output_dir)
+    pending: list[tuple[str, str]] = []
+    try:
+        for name, content in outputs.items():
+            path = os.path.join(output_dir, name)
+            tmp = _tmp_path(path, os.path.splitext(name)[1] or ".tmp")
+            pending.append((tmp, path))
+            if isinstance(content, Figure):
+                FigureCanvasAgg(content)
+                content.savefig(tmp, format="png", dpi=dpi)
+            else:
+                text = content if isinstance(content, str) else json.dumps(json_safe(content), indent=2,
+                                                                            sort_keys=True, allow_nan=False)
+                with open(tmp, "w") as f:
+                    f.write(text)
+    except BaseException:
+        for tmp, _ in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        if created and os.path.isdir(output_dir) and not os.listdir(output_dir):
+            os.rmdir(output_dir)
+        raise
+    for tmp, path in pending:
+        os.replace(tmp, path)
+    return [path for _, path in pending]
+
+
 def mid_slices(img: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """``(H, W)`` -> ``[("", img)]``; ``(H, W, D)`` -> the three orthogonal mid-slices with their names."""
+    """``(H, W)`` -> ``[("", img)]``; ``(H, W, D)`` -> the three orthogonal mid-slices with their names.
+
+    The names say which array axis is cut where and which axes the slice shows (rows x columns), e.g.
+    ``"H=8 (W x D)"`` for ``img[8]``.
+    """
     img = np.asarray(img)
     if img.ndim == 2:
         return [("", img)]
     if img.ndim != 3:
         raise ValueError(f"expected a 2D (H, W) or 3D (H, W, D) array, got shape {img.shape}.")
     h, w, d = img.shape
-    return [(f"H={h // 2}", img[h // 2]), (f"W={w // 2}", img[:, w // 2]), (f"D={d // 2}", img[:, :, d // 2])]
+    return [
+        (f"H={h // 2} (W x D)", img[h // 2]),
+        (f"W={w // 2} (H x D)", img[:, w // 2]),
+        (f"D={d // 2} (H x W)", img[:, :, d // 2]),
+    ]
 
 
 def image_grid_figure(
@@ -222,7 +281,7 @@ def image_grid_figure(
         per_col = [mid_slices(a) for a in arrays]
         for s in range(len(per_col[0])):
             sname = per_col[0][s][0]
-            expanded.append((f"{name}\n{sname}" if sname else name, [pc[s][1] for pc in per_col]))
+            expanded.append((f"{name}\nslice {sname}" if sname else name, [pc[s][1] for pc in per_col]))
     nrows = len(expanded)
     width = 2.0 * ncols + 0.9 * len(colorbar_cols) + 0.6
     fig = Figure(figsize=(width, 2.0 * nrows + 0.8), layout="constrained")

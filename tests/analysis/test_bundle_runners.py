@@ -74,4 +74,5 @@ def test_probe_runner_mismatched_checkpoint(trained, tmp_path):
     with pytest.raises(Exception) as info:  # noqa: PT011 - MONAI wraps the ValueError; the chain is checked
         _run("probe", [TRAIN, EVALUATE], trained, channels=[16, 32], output_dir=str(tmp_path / "eval"))
     assert "does not match the network" in _chain(info.value) and "model.pt" in _chain(info.value)
-    assert not (tmp_path / "eval").exists()
+    # the initialize step may create the (empty, writable-checked) output folder; no result file may appear
+    assert not (tmp_path / "eval").exists() or not any((tmp_path / "eval").iterdir())

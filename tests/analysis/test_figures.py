@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from monai_galr.analysis import run_error_maps
+from monai_galr.analysis import error_map_figure, run_error_maps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -42,3 +43,18 @@ def test_error_maps_bad_inputs(tmp_path, make_net, blob_items, save_ckpt):
     with pytest.raises(ValueError, match="learned.pt.*does not match"):
         run_error_maps(make_net(), blob_items(2), str(tmp_path / "eval"), ckpt_path=other)
     assert not (tmp_path / "eval").exists()
+
+
+def test_error_map_figure_3d_has_three_labelled_mid_slices_per_case():
+    vol = np.random.default_rng(0).random((6, 8, 10)).astype(np.float32)
+    fig = error_map_figure([vol, vol], [vol, vol], [vol, 1 - vol], ["case 0", "case 1"], title="t")
+    grid = fig.axes[:24]  # 2 cases x 3 mid-slices rows, 4 columns; then the colour bars of columns 2 and 3
+    assert len(fig.axes) == 24 + 12
+    assert [ax.get_title() for ax in grid[:4]] == ["input x", "target T_R x", "prediction D(Phi_R(E(x)))",
+                                                    "|target - prediction|"]
+    assert [ax.get_ylabel() for ax in grid[::4]] == [f"case {c}\nslice {s}" for c in (0, 1) for s in
+                                                    ("H=3 (W x D)", "W=4 (H x D)", "D=5 (H x W)")]
+    err_tile = grid[4 * 3 + 3].get_images()[0]  # case 1, first mid-slice, |error| column
+    assert err_tile.get_clim() == (0.0, 1.0)
+    np.testing.assert_allclose(err_tile.get_array(), np.abs(vol[3] - (1 - vol[3])), atol=1e-6)
+    assert fig.axes[-1].get_ylabel() == "absolute error"

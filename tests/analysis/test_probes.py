@@ -86,8 +86,11 @@ def test_linear_probe_binary_auc_matches_sklearn_and_errors():
 def test_probe_without_labels_names_the_split(tmp_path, make_net, blob_items):
     items = blob_items(20)
     unlabeled = [{k: v for k, v in d.items() if k != "label"} for d in items]
-    with pytest.raises(ValueError, match="train_items.*'label'"):
+    msg = r"^dataset has no labels for a probe: train_items item 0 has no 'label' key \(20 of 20 items unlabelled"
+    with pytest.raises(ValueError, match=msg):
         run_probes(make_net(), unlabeled, items, str(tmp_path))
+    with pytest.raises(ValueError, match="no labels for a probe.*use a datalist with labels"):
+        run_probes(make_net(), items, unlabeled[:1] + items, str(tmp_path), label_hint="use a datalist with labels")
     with pytest.raises(ValueError, match="test_items.*'label'"):
         run_probes(make_net(), items, unlabeled, str(tmp_path))
     assert not (tmp_path / "probes.json").exists()

@@ -71,3 +71,32 @@ def test_sweep_bad_inputs(tmp_path):
     (tmp_path / "r" / "v" / "eval" / "probes.json").write_text("{not json")
     with pytest.raises(ValueError, match="probes.json.*not valid JSON"):
         collect_variant_results(str(tmp_path / "r"))
+
+
+def test_sweep_tau_selection_and_bad_tau_lists(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "out"
+    _variant(root, "tau0.3", 0.3, 1.0, 31.0, 0.8, 0.8)
+    _variant(root, "tau0.7", 0.7, 0.25, 30.0, 0.6, 0.8)
+    _variant(root, "tau0.9", 0.9, 0.0, 29.0, 0.5, 0.7)
+    res = run_sweep(str(root), str(out), taus=[0.3, 0.7, 0.5])
+    assert [r["variant"] for r in res["rows"]] == ["tau0.3", "tau0.7"] and res["missing_taus"] == [0.5]
+    assert res["figure"] == "tau_sweep.png" and "| tau0.9 |" not in (out / "variants_analysis.md").read_text()
+    before = sorted(p.name for p in out.iterdir())
+    for bad, msg in (([], "taus is empty"), ([0.5, 1.5], r"in \(0, 1\), got \[1.5\]"), ("0.5", "must be a list")):
+        with pytest.raises(ValueError, match=msg):
+            run_sweep(str(root), str(tmp_path / "bad"), taus=bad)
+    with pytest.raises(ValueError, match=r"no variant under .* at any of them .*\[0.3, 0.7, 0.9\]"):
+        run_sweep(str(root), str(tmp_path / "bad"), taus=[0.1])
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="taus is empty"):
+        main(["--root", str(root), "--out", str(out), "--taus", ","])
+    assert sorted(p.name for p in out.iterdir()) == before  # the failed runs left the earlier results alone
+    assert not list(out.glob(".tmp_*"))
+
+
+def test_sweep_reads_metrics_json_of_single_protocol_bundles(tmp_path):
+    # brain_mri_so3 writes eval/metrics.json (one angle protocol) instead of eval/metrics_<angles>.json
+    _write(tmp_path / "r" / "learned" / "eval" / "metrics.json", {
+        "metrics": {"test_psnr": 28.5}, "mask_fraction": 0.5, "partition": "learned", "protocol": "brain test"})
+    rows = collect_variant_results(str(tmp_path / "r"))
+    assert rows[0]["psnr"] == 28.5 and rows[0]["protocol"] == "brain test"
