@@ -115,25 +115,31 @@ def variant_table(rows: Sequence[dict[str, Any]], angles: str = "uniform") -> st
 def tau_sweep_figure(rows: Sequence[dict[str, Any]]) -> Figure:
     """Probe accuracy on ``z_v`` (solid) and on ``z`` (dashed) against ``tau``, with the mask fraction.
 
+    Every variant with a tau and a probe result is drawn: where the mask leaves no varying channel (a high tau),
+    ``z_v`` is empty and has no point, while ``z`` and the mask fraction (0) still do.
+
     Raises:
-        ValueError: fewer than one row with both ``tau`` and probe results.
+        ValueError: no row with both ``tau`` and probe results.
     """
-    pts = sorted((r for r in rows if r["tau"] is not None and r["probe_z_v"] is not None), key=lambda r: r["tau"])
+    pts = sorted((r for r in rows if r["tau"] is not None and (r["probe_z_v"] is not None or r["probe_z"] is not None)),
+                 key=lambda r: r["tau"])
     if not pts:
         raise ValueError("no variant has both a tau and probe results (run the probe runner on each variant).")
-    taus = [r["tau"] for r in pts]
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     ax = fig.subplots()
-    ax.plot(taus, [100 * r["probe_z_v"] for r in pts], "o-", color="C0", label="probe accuracy, z_v")
-    ax.plot(taus, [100 * r["probe_z"] for r in pts], "s--", color="C1", label="probe accuracy, z")
+    v = [r for r in pts if r["probe_z_v"] is not None]
+    z = [r for r in pts if r["probe_z"] is not None]
+    ax.plot([r["tau"] for r in v], [100 * r["probe_z_v"] for r in v], "o-", color="C0", label="probe accuracy, z_v")
+    ax.plot([r["tau"] for r in z], [100 * r["probe_z"] for r in z], "s--", color="C1", label="probe accuracy, z")
     ax.set_xlabel("ALD threshold tau")
     ax.set_ylabel("test accuracy (%)")
     ax2 = ax.twinx()
-    ax2.plot(taus, [r["mask_fraction"] for r in pts], "^:", color="C2", label="mask fraction")
+    m = [r for r in pts if r["mask_fraction"] is not None]
+    ax2.plot([r["tau"] for r in m], [r["mask_fraction"] for r in m], "^:", color="C2", label="mask fraction")
     ax2.set_ylabel("mask fraction (varying channels)")
     ax2.set_ylim(-0.05, 1.05)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
+    fig.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="outside lower center", ncols=3)
     ax.set_title("Threshold sweep: linear probes and mask fraction")
     return fig
 
@@ -187,7 +193,7 @@ def run_sweep(
         out["missing_taus"] = [t for t in wanted if not any(math.isclose(r["tau"], t) for r in rows)]
     out["rows"] = rows
     files: dict[str, Any] = {}
-    swept = {r["tau"] for r in rows if r["tau"] is not None and r["probe_z_v"] is not None}
+    swept = {r["tau"] for r in rows if r["tau"] is not None and (r["probe_z_v"] is not None or r["probe_z"] is not None)}
     if len(swept) >= 2:
         files["tau_sweep.png"] = tau_sweep_figure(rows)
         out["figure"] = "tau_sweep.png"

@@ -123,3 +123,20 @@ def test_split_rejects_wrong_channel_count():
     ald = ALD(4)
     with pytest.raises(ValueError, match=r"\(B, 4"):
         ald.split(torch.zeros(1, 3, 2, 2))
+
+
+def test_settle_logits_keeps_the_mask_and_clears_the_threshold():
+    ald = ALD(6, partition="learned", tau=0.5)
+    with torch.no_grad():
+        ald.alpha.copy_(torch.tensor([1e-9, -1e-9, 3e-8, 0.0, 2.0, -5e-5]))
+    before = ald.hard_mask().clone()
+    assert ald.settle_logits(1e-4) == 5  # all but the logit at 2.0
+    assert torch.equal(ald.hard_mask(), before)
+    assert float((ald.alpha.detach().abs() - 1e-4).min()) >= -1e-9
+    assert float(ald.alpha[4]) == 2.0
+    # float64 sigmoid now agrees with float32 on every channel (it did not before, for 1e-9 and 3e-8)
+    assert torch.equal((torch.sigmoid(ald.alpha.detach().double()) > 0.5).float(), before)
+    assert ald.settle_logits(1e-4) == 0
+    with pytest.raises(ValueError, match="margin must be > 0"):
+        ald.settle_logits(0.0)
+    assert ALD(4, partition="manual", varying_fraction=0.5).settle_logits() == 0

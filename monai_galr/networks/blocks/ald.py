@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from monai.utils import look_up_option
 from torch import nn
@@ -96,6 +98,39 @@ class ALD(nn.Module):
         soft = torch.sigmoid(self.alpha)
         # exactly 0/1 in the forward pass (the bracket is exactly zero); gradient of sigmoid(alpha) backward
         return (soft > self.tau).to(soft.dtype) + (soft - soft.detach())
+
+    @torch.no_grad()
+    def settle_logits(self, margin: float = 1e-4) -> int:
+        """Move logits lying within ``margin`` of the threshold ``logit(tau)`` to ``logit(tau) +/- margin``.
+
+        The side is the channel's current hard mask, so the forward pass (which sees only the hard mask) is
+        unchanged bit for bit.  Logits that sit at the threshold up to rounding give a mask that another sigmoid
+        implementation (onnxruntime, a GPU kernel, constant folding in an exporter) can flip; settled logits give
+        the same mask everywhere.  Use it on trained weights before shipping or exporting them.
+
+        Args:
+            margin: the distance from the threshold, in logit units (> 0; 1e-4 keeps ``sigmoid`` well clear of
+                ``tau`` in float32).
+
+        Returns:
+            how many logits were moved (0 for a fixed partition).
+
+        Raises:
+            ValueError: ``margin`` is not positive.
+            RuntimeError: the hard mask would change (it cannot for margins this small; a guard, not an expectation).
+        """
+        if not margin > 0:
+            raise ValueError(f"margin must be > 0, got {margin!r}.")
+        if self.alpha is None:
+            return 0
+        before = self.hard_mask()
+        threshold = math.log(self.tau / (1.0 - self.tau))
+        near = (self.alpha - threshold).abs() < margin
+        target = torch.where(before > 0, threshold + margin, threshold - margin).to(self.alpha.dtype)
+        self.alpha.copy_(torch.where(near, target, self.alpha))
+        if not torch.equal(self.hard_mask(), before):
+            raise RuntimeError(f"settle_logits(margin={margin}) would change the hard mask; use a larger margin.")
+        return int(near.sum())
 
     def varying_fraction(self) -> float:
         """Fraction of channels currently marked as varying."""
