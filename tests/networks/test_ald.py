@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -140,3 +142,17 @@ def test_settle_logits_keeps_the_mask_and_clears_the_threshold():
     with pytest.raises(ValueError, match="margin must be > 0"):
         ald.settle_logits(0.0)
     assert ALD(4, partition="manual", varying_fraction=0.5).settle_logits() == 0
+
+
+def test_hard_mask_is_an_exact_logit_comparison():
+    # alpha = 3e-8: sigmoid rounds to exactly 0.5 in float32, so `sigmoid(alpha) > 0.5` would say "invariant" on
+    # PyTorch's CPU while a float64 (or another backend's) sigmoid says "varying"; alpha > logit(tau) has one answer
+    ald = ALD(3, partition="learned", tau=0.5)
+    with torch.no_grad():
+        ald.alpha.copy_(torch.tensor([3e-8, -3e-8, 0.0]))
+    assert torch.sigmoid(ald.alpha.detach())[0] == 0.5  # the float32 sigmoid cannot tell
+    assert ald.hard_mask().tolist() == [1.0, 0.0, 0.0]
+    assert ald.mask().detach().tolist() == [1.0, 0.0, 0.0]
+    ald.tau = 0.3  # the threshold follows tau
+    assert ald.threshold == pytest.approx(math.log(0.3 / 0.7))
+    assert ald.hard_mask().tolist() == [1.0, 1.0, 1.0]

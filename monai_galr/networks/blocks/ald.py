@@ -17,8 +17,10 @@ class ALD(nn.Module):
     """Splits a latent ``z`` of ``num_channels`` channels into varying and invariant parts.
 
     ``partition="learned"``: logits ``alpha`` (one per channel) and a threshold ``tau``; the hard mask is
-    ``M = 1[sigmoid(alpha) > tau]``.  The straight-through estimator uses ``M`` in the forward pass and the
-    gradient of ``sigmoid(alpha)`` in the backward pass.  ``partition="manual"``: a fixed mask whose first
+    ``M = 1[sigmoid(alpha) > tau]``, evaluated as the equivalent ``alpha > logit(tau)``: one exact float comparison,
+    so every backend (PyTorch CPU/GPU, onnxruntime, an exporter's constant folding) gives the same mask even for a
+    logit at the threshold up to rounding, where two sigmoid implementations can disagree.  The straight-through
+    estimator uses ``M`` in the forward pass and the gradient of ``sigmoid(alpha)`` in the backward pass.  ``partition="manual"``: a fixed mask whose first
     ``round(varying_fraction * num_channels)`` channels vary (GALR-style).  ``partition="all"``: every channel
     varies (EquivNR-style).
 
@@ -79,6 +81,11 @@ class ALD(nn.Module):
             self.register_parameter("alpha", None)
             self.register_buffer("fixed_mask", mask)
 
+    @property
+    def threshold(self) -> float:
+        """``logit(tau)``: the hard mask is ``1[alpha > threshold]``, i.e. ``1[sigmoid(alpha) > tau]``."""
+        return math.log(self.tau / (1.0 - self.tau))
+
     def probabilities(self) -> torch.Tensor:
         """``(L,)``: ``sigmoid(alpha)`` for the learned partition, the fixed 0/1 mask otherwise."""
         if self.alpha is None:
@@ -89,7 +96,7 @@ class ALD(nn.Module):
         """``(L,)`` float tensor of 0/1: 1 marks a varying channel.  No gradient."""
         if self.alpha is None:
             return self.fixed_mask
-        return (torch.sigmoid(self.alpha.detach()) > self.tau).to(self.alpha.dtype)
+        return (self.alpha.detach() > self.threshold).to(self.alpha.dtype)
 
     def mask(self) -> torch.Tensor:
         """``(L,)`` mask used in the forward pass: the hard mask, with the straight-through gradient."""
@@ -97,16 +104,17 @@ class ALD(nn.Module):
             return self.fixed_mask
         soft = torch.sigmoid(self.alpha)
         # exactly 0/1 in the forward pass (the bracket is exactly zero); gradient of sigmoid(alpha) backward
-        return (soft > self.tau).to(soft.dtype) + (soft - soft.detach())
+        return (self.alpha.detach() > self.threshold).to(soft.dtype) + (soft - soft.detach())
 
     @torch.no_grad()
     def settle_logits(self, margin: float = 1e-4) -> int:
         """Move logits lying within ``margin`` of the threshold ``logit(tau)`` to ``logit(tau) +/- margin``.
 
         The side is the channel's current hard mask, so the forward pass (which sees only the hard mask) is
-        unchanged bit for bit.  Logits that sit at the threshold up to rounding give a mask that another sigmoid
-        implementation (onnxruntime, a GPU kernel, constant folding in an exporter) can flip; settled logits give
-        the same mask everywhere.  Use it on trained weights before shipping or exporting them.
+        unchanged bit for bit.  The mask itself is an exact comparison, but code that recomputes it as
+        ``sigmoid(alpha) > tau`` (the paper's form: older versions of this class, other tools reading the weights)
+        can flip a logit that sits at the threshold up to rounding; settled logits give the same mask under both
+        forms.  The shipped weights are settled.
 
         Args:
             margin: the distance from the threshold, in logit units (> 0; 1e-4 keeps ``sigmoid`` well clear of
@@ -124,7 +132,7 @@ class ALD(nn.Module):
         if self.alpha is None:
             return 0
         before = self.hard_mask()
-        threshold = math.log(self.tau / (1.0 - self.tau))
+        threshold = self.threshold
         near = (self.alpha - threshold).abs() < margin
         target = torch.where(before > 0, threshold + margin, threshold - margin).to(self.alpha.dtype)
         self.alpha.copy_(torch.where(near, target, self.alpha))
