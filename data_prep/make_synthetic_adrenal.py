@@ -15,15 +15,14 @@ Written atomically (temporary file, then rename).  Exit code 2 on bad arguments 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
-try:
-    from monai_galr.data import adrenal_file_name, make_synthetic_adrenal
-except ImportError:  # running from a source checkout without installing the package
+if importlib.util.find_spec("monai_galr") is None:  # a source checkout without the package installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from monai_galr.data import adrenal_file_name, make_synthetic_adrenal
+from monai_galr.data import adrenal_file_name, make_synthetic_adrenal
 
 __all__ = ["main"]
 

@@ -24,6 +24,7 @@ into place; the datalist is written last.  When a step fails, the previous split
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import sys
@@ -32,13 +33,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-try:
-    from monai_galr.data import ADRENAL_SPLIT_SIZES, FIELD_OF_VIEW_MM, load_adrenal_arrays, load_adrenal_npz
-    from monai_galr.handlers import write_json_atomic
-except ImportError:  # running from a source checkout without installing the package
+if importlib.util.find_spec("monai_galr") is None:  # a source checkout without the package installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from monai_galr.data import ADRENAL_SPLIT_SIZES, FIELD_OF_VIEW_MM, load_adrenal_arrays, load_adrenal_npz
-    from monai_galr.handlers import write_json_atomic
+from monai_galr.data import ADRENAL_SPLIT_SIZES, FIELD_OF_VIEW_MM, load_adrenal_arrays, load_adrenal_npz
+from monai_galr.handlers import write_json_atomic
 
 __all__ = ["DATALIST_KEYS", "load", "main", "report", "size_warnings", "write_nifti"]
 

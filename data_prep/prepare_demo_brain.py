@@ -12,15 +12,14 @@ brain bundle (``--dataset_dir DATA/demo_oasis``) run on it as on OASIS-1.  NOT O
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
-try:
-    from monai_galr.data.oasis import make_demo_oasis
-except ImportError:  # running from a source checkout without installing the package
+if importlib.util.find_spec("monai_galr") is None:  # a source checkout without the package installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from monai_galr.data.oasis import make_demo_oasis
+from monai_galr.data.oasis import make_demo_oasis
 
 __all__ = ["main"]
 

@@ -16,17 +16,16 @@ Exit code 2 on bad input (a malformed source, an unwritable ``--out``), with a m
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
 import numpy as np
 
-try:
-    from monai_galr.data import atomic_output, load_mnist_arrays
-except ImportError:  # running from a source checkout without installing the package
+if importlib.util.find_spec("monai_galr") is None:  # a source checkout without the package installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from monai_galr.data import atomic_output, load_mnist_arrays
+from monai_galr.data import atomic_output, load_mnist_arrays
 
 __all__ = ["main", "report", "write_npz"]
 

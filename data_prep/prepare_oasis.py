@@ -21,31 +21,22 @@ Data use: OASIS data use agreement; cite Marcus et al. 2007 and Hoopes et al. (H
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 
-try:
-    from monai_galr.data.oasis import (
-        OASIS_IMAGE,
-        OASIS_SHAPE,
-        build_oasis_datalist,
-        format_report,
-        report_path_for,
-        write_datalist,
-    )
-    from monai_galr.data.io import ensure_writable_dir
-except ImportError:  # running from a source checkout without installing the package
+if importlib.util.find_spec("monai_galr") is None:  # a source checkout without the package installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from monai_galr.data.oasis import (
-        OASIS_IMAGE,
-        OASIS_SHAPE,
-        build_oasis_datalist,
-        format_report,
-        report_path_for,
-        write_datalist,
-    )
-    from monai_galr.data.io import ensure_writable_dir
+from monai_galr.data.oasis import (
+    OASIS_IMAGE,
+    OASIS_SHAPE,
+    build_oasis_datalist,
+    format_report,
+    report_path_for,
+    write_datalist,
+)
+from monai_galr.data.io import ensure_writable_dir
 
 __all__ = ["main"]
 
