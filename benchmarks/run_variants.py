@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated subset of the study's variant names (default: all of them)")
     p.add_argument("--taus", default=None, help="tau study: comma-separated thresholds (default: sweep_taus of the config)")
     p.add_argument("--probe", action="store_true", help="also run the probe runner on every variant (on for --study tau)")
+    p.add_argument("--no_probe", action="store_true",
+                   help="--study tau without probes (a data set without labels): the table still has tau, PSNR, mask")
     p.add_argument("--angles", default="uniform,c4", help="evaluation angle sets (2D: uniform,c4; 3D: uniform)")
     p.add_argument("--set", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a config override applied to every variant, e.g. --set max_epochs 30")
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             study = STUDIES[args.study]
     except ValueError as e:
         p.error(str(e))
-    probe = args.probe or args.study == "tau"
+    probe = (args.probe or args.study == "tau") and not args.no_probe
     names = list(study) if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in study]
     if unknown or not names:
@@ -151,11 +153,16 @@ def main(argv: list[str] | None = None) -> int:
             write_json_atomic({"seconds": seconds}, timing_path)
         seconds = json.load(open(timing_path))["seconds"]
         for angles in [a.strip() for a in args.angles.split(",") if a.strip()]:
-            metrics_path = os.path.join(vdir, "eval", f"metrics_{angles}.json")
-            if not os.path.isfile(metrics_path):
+            # metrics_<angles>.json, or metrics.json for a bundle with one angle set (brain_mri_so3)
+            candidates = [os.path.join(vdir, "eval", f"metrics_{angles}.json"), os.path.join(vdir, "eval", "metrics.json")]
+            if not any(os.path.isfile(c) for c in candidates):
                 _run([sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", eval_cfg, *dirs,
                       *study[name], *common, "--eval_angles", angles], log_path)
-            res = json.load(open(metrics_path))
+            metrics_path = next((c for c in candidates if os.path.isfile(c)), None)
+            if metrics_path is None:
+                raise SystemExit(f"evaluating {name!r} wrote none of {candidates}, see {log_path}")
+            with open(metrics_path) as f:
+                res = json.load(f)
             m = res["metrics"]
             rows.append((name, angles, m.get("test_psnr"), m.get("test_ssim"), m.get("test_rmse"),
                          m.get("test_psnr_identity"), res.get("psnr_ratio"), res.get("mask_fraction"), seconds,
@@ -172,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         table += f"\n\nProtocol: {rows[0][9]}; overlays: {args.overlay or 'none'}; overrides: {common or 'none'}."
     write_text_atomic(table + "\n", os.path.join(args.out, "variants.md"))
     print(table)
-    if probe:
+    if probe or args.study == "tau":
         run_sweep(args.out, os.path.join(args.out, "analysis"), angles="uniform")
         with open(os.path.join(args.out, "analysis", "variants_analysis.md")) as f:
             print("\n" + f.read())

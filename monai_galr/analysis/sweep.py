@@ -76,7 +76,7 @@ def collect_variant_results(
         rows.append({
             "variant": name,
             "partition": (metrics or {}).get("partition", (probes or {}).get("partition")),
-            "tau": (probes or {}).get("tau"),
+            "tau": (probes or {}).get("tau", (metrics or {}).get("tau")),
             "mask_fraction": mask_fraction,
             "psnr": m.get("test_psnr"), "ssim": m.get("test_ssim"), "rmse": m.get("test_rmse"),
             "psnr_identity": m.get("test_psnr_identity"), "psnr_ratio": (metrics or {}).get("psnr_ratio"),

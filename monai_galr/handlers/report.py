@@ -75,6 +75,7 @@ class MetricsReport:
             ald = getattr(net, "ald", None)
             if ald is not None:
                 result["partition"] = ald.partition
+                result["tau"] = float(ald.tau)
                 result["mask_fraction"] = ald.varying_fraction()
                 result["mask_varying_channels"] = int(ald.hard_mask().sum().item())
                 result["latent_channels"] = int(ald.num_channels)
