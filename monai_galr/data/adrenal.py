@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from monai_galr.data.adrenal_synthetic import make_synthetic_adrenal
+from monai_galr.data.io import open_npz
 
 __all__ = [
     "ADRENAL_FILES",
@@ -132,24 +133,8 @@ def load_adrenal_npz(path: str | os.PathLike, size: int | None = None) -> dict[s
     size = _check_size(size)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"AdrenalMNIST3D file {path!r} does not exist.")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except Exception as e:  # zipfile / pickle / OS errors all mean "not a usable npz"
-        raise ValueError(
-            f"cannot read {path!r} as an npz archive with keys {list(ADRENAL_KEYS)}: {type(e).__name__}: {e}"
-        ) from e
-    if not isinstance(npz, np.lib.npyio.NpzFile):  # a plain .npy saved under an .npz name
-        raise ValueError(
-            f"{path!r} is a single {type(npz).__name__}, expected an npz archive with keys {list(ADRENAL_KEYS)}."
-        )
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    with npz:
-        missing = [k for k in ADRENAL_KEYS if k not in npz.files]
-        if missing:
-            raise ValueError(
-                f"{path!r}: expected the AdrenalMNIST3D keys {list(ADRENAL_KEYS)}, missing {missing}; the archive "
-                f"holds {sorted(npz.files)}."
-            )
+    with open_npz(path, ADRENAL_KEYS, "the AdrenalMNIST3D ") as npz:
         for split in _SPLITS:
             try:
                 x, y = np.asarray(npz[f"{split}_images"]), np.asarray(npz[f"{split}_labels"])

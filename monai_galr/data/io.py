@@ -24,6 +24,7 @@ __all__ = [
     "check_image_file",
     "check_image_files",
     "ensure_writable_dir",
+    "open_npz",
 ]
 
 #: files opened with nibabel and checked in full (NIfTI, MGH, Analyze); other formats are checked to exist only
@@ -110,6 +111,35 @@ def atomic_output(path: str | os.PathLike, prefix: str = ".tmp-", suffix: str = 
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def open_npz(path: str, keys: Sequence[str], what: str = "") -> np.lib.npyio.NpzFile:
+    """Open ``path`` as an npz archive holding ``keys`` (pickle refused); use it as a context manager.
+
+    Args:
+        path: the npz file.
+        keys: the arrays the archive must hold.
+        what: a name for the key set in the message, e.g. ``"the AdrenalMNIST3D "``.
+
+    Raises:
+        ValueError: not a readable npz archive (damaged zip, a plain ``.npy`` under an npz name, ...) or keys
+            missing; the message names the file, the expected keys and what the archive holds.
+    """
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as e:  # zipfile / pickle / OS errors all mean "not a usable npz"
+        raise ValueError(
+            f"cannot read {path!r} as an npz archive with keys {list(keys)}: {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a plain .npy saved under an .npz name
+        raise ValueError(f"{path!r} is a single {type(npz).__name__}, expected an npz archive with keys {list(keys)}.")
+    missing = [k for k in keys if k not in npz.files]
+    if missing:
+        npz.close()
+        raise ValueError(
+            f"{path!r}: expected {what}keys {list(keys)}, missing {missing}; the archive holds {sorted(npz.files)}."
+        )
+    return npz
 
 
 def _check_shape(shape: Sequence[int] | None, ndim: int, name: str) -> tuple[int, ...] | None:

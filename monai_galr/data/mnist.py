@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from monai_galr.data.io import open_npz
+
 __all__ = [
     "IDX_FILES",
     "NPZ_FILE",
@@ -169,22 +171,7 @@ def _load_embedded() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _load_npz(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except Exception as e:  # zipfile / pickle / OS errors all mean "not a usable npz"
-        raise ValueError(
-            f"cannot read {path!r} as an npz archive with keys {list(NPZ_KEYS)}: {type(e).__name__}: {e}"
-        ) from e
-    if not isinstance(npz, np.lib.npyio.NpzFile):  # a plain .npy saved under the .npz name
-        raise ValueError(
-            f"{path!r} is a single {type(npz).__name__}, expected an npz archive with keys {list(NPZ_KEYS)}."
-        )
-    with npz:
-        missing = [k for k in NPZ_KEYS if k not in npz.files]
-        if missing:
-            raise ValueError(
-                f"{path!r}: expected keys {list(NPZ_KEYS)}, missing {missing}; the archive holds {sorted(npz.files)}."
-            )
+    with open_npz(path, NPZ_KEYS) as npz:
         arrays = {}
         for key in NPZ_KEYS:
             try:
