@@ -8,9 +8,11 @@ import torch
 from monai.utils import look_up_option
 from torch import nn
 
-__all__ = ["ALD", "AdaptiveLatentDisentanglement", "PARTITIONS"]
+__all__ = ["ALD", "AdaptiveLatentDisentanglement", "GATES", "PARTITIONS"]
 
 PARTITIONS = ("learned", "manual", "all")
+GATES = ("ste", "gumbel")
+MAX_TEMPERATURE = 100.0
 
 
 class ALD(nn.Module):
@@ -20,7 +22,22 @@ class ALD(nn.Module):
     ``M = 1[sigmoid(alpha) > tau]``, evaluated as the equivalent ``alpha > logit(tau)``: one exact float comparison,
     so every backend (PyTorch CPU/GPU, onnxruntime, an exporter's constant folding) gives the same mask even for a
     logit at the threshold up to rounding, where two sigmoid implementations can disagree.  The straight-through
-    estimator uses ``M`` in the forward pass and the gradient of ``sigmoid(alpha)`` in the backward pass.  ``partition="manual"``: a fixed mask whose first
+    estimator uses ``M`` in the forward pass and the gradient of ``sigmoid(alpha)`` in the backward pass.
+
+    ``temperature`` ``T`` scales the logits: the probabilities are ``p = sigmoid(alpha / T)`` and the hard mask
+    ``1[p > tau]`` (``alpha > T * logit(tau)``).  ``gate`` chooses the *training* forward pass of a learned
+    partition:
+
+    - ``"ste"`` (the paper): the deterministic hard mask ``1[p > tau]`` with the straight-through gradient of ``p``;
+    - ``"gumbel"`` (a binary Gumbel / hard-concrete gate): in training mode each step draws
+      ``M ~ Bernoulli(p)`` as ``1[alpha / T + l > 0]`` with logistic noise ``l`` (torch's global generator: seed it),
+      and passes the gradient of ``sigmoid(alpha / T + l)`` back.  A channel whose ``p`` is undecided is then seen
+      by the loss on both sides of the split, so its logit is pushed by the difference, and it must decide
+      (``p`` near 0 or 1) to be used reliably.  ``tau`` does not enter training with this gate: it only reads the
+      hard mask off the learned probabilities.
+
+    In eval mode (``module.eval()``: validation, inference, export) every gate uses the exact deterministic hard
+    mask, with no noise.  ``partition="manual"``: a fixed mask whose first
     ``round(varying_fraction * num_channels)`` channels vary (GALR-style).  ``partition="all"``: every channel
     varies (EquivNR-style).
 
@@ -32,10 +49,12 @@ class ALD(nn.Module):
         alpha_init: initial value of the logits (learned partition).
         alpha_init_std: standard deviation of Gaussian noise added to ``alpha_init`` (drawn from torch's global
             generator: seed it for reproducible runs).
+        gate: ``"ste"`` or ``"gumbel"`` (see above; learned partition only).
+        temperature: logit temperature ``T`` in (0, 100]: ``p = sigmoid(alpha / T)``.
 
     Raises:
-        ValueError: unknown ``partition``, ``tau`` outside (0, 1), ``varying_fraction`` outside [0, 1] or
-            ``num_channels < 1``.
+        ValueError: unknown ``partition`` / ``gate``, ``tau`` outside (0, 1), ``varying_fraction`` outside [0, 1],
+            ``temperature`` outside (0, 100] or ``num_channels < 1``.
 
     Example::
 
@@ -53,6 +72,8 @@ class ALD(nn.Module):
         varying_fraction: float = 0.5,
         alpha_init: float = 0.0,
         alpha_init_std: float = 0.0,
+        gate: str = "ste",
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
@@ -66,8 +87,20 @@ class ALD(nn.Module):
             raise ValueError(f"varying_fraction must lie in [0, 1], got {varying_fraction}.")
         if alpha_init_std < 0:
             raise ValueError(f"alpha_init_std must be >= 0, got {alpha_init_std}.")
+        if gate not in GATES:
+            raise ValueError(f"gate (mask_gate) must be one of {GATES}, got {gate!r}.")
+        self.gate = gate
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise ValueError(f"temperature (mask_temperature) must be a number in (0, {MAX_TEMPERATURE:g}], got "
+                             f"{temperature!r} ({type(temperature).__name__}).")
+        temperature = float(temperature)
+        if not 0.0 < temperature <= MAX_TEMPERATURE:
+            raise ValueError(
+                f"temperature (mask_temperature) must lie in (0, {MAX_TEMPERATURE:g}], got {temperature}."
+            )
         self.num_channels = num_channels
         self.tau = tau
+        self.temperature = temperature
         if self.partition == "learned":
             alpha = torch.full((num_channels,), float(alpha_init))
             if alpha_init_std > 0:
@@ -83,14 +116,21 @@ class ALD(nn.Module):
 
     @property
     def threshold(self) -> float:
-        """``logit(tau)``: the hard mask is ``1[alpha > threshold]``, i.e. ``1[sigmoid(alpha) > tau]``."""
-        return math.log(self.tau / (1.0 - self.tau))
+        """``T * logit(tau)``: the hard mask is ``1[alpha > threshold]``, i.e. ``1[sigmoid(alpha / T) > tau]``."""
+        return self.temperature * math.log(self.tau / (1.0 - self.tau))
 
     def probabilities(self) -> torch.Tensor:
-        """``(L,)``: ``sigmoid(alpha)`` for the learned partition, the fixed 0/1 mask otherwise."""
+        """``(L,)``: ``sigmoid(alpha / T)`` for the learned partition, the fixed 0/1 mask otherwise."""
         if self.alpha is None:
             return self.fixed_mask
-        return torch.sigmoid(self.alpha)
+        return torch.sigmoid(self.alpha / self.temperature)
+
+    def decided_fraction(self, margin: float = 0.3) -> float:
+        """Fraction of channels whose probability is decided: ``|p - 0.5| >= margin`` (1.0 for a fixed mask)."""
+        if not 0.0 <= margin <= 0.5:
+            raise ValueError(f"margin must lie in [0, 0.5], got {margin!r}.")
+        with torch.no_grad():
+            return float(((self.probabilities() - 0.5).abs() >= margin).float().mean().item())
 
     def hard_mask(self) -> torch.Tensor:
         """``(L,)`` float tensor of 0/1: 1 marks a varying channel.  No gradient."""
@@ -99,11 +139,21 @@ class ALD(nn.Module):
         return (self.alpha.detach() > self.threshold).to(self.alpha.dtype)
 
     def mask(self) -> torch.Tensor:
-        """``(L,)`` mask used in the forward pass: the hard mask, with the straight-through gradient."""
+        """``(L,)`` mask used in the forward pass, exactly 0/1, with the straight-through gradient.
+
+        Eval mode (and ``gate="ste"``): the deterministic hard mask, gradient of ``sigmoid(alpha / T)``.
+        Training mode with ``gate="gumbel"``: a sample ``1[alpha / T + l > 0]`` (logistic ``l``), gradient of
+        ``sigmoid(alpha / T + l)``.
+        """
         if self.alpha is None:
             return self.fixed_mask
-        soft = torch.sigmoid(self.alpha)
-        # exactly 0/1 in the forward pass (the bracket is exactly zero); gradient of sigmoid(alpha) backward
+        if self.training and self.gate == "gumbel":
+            u = torch.rand_like(self.alpha).clamp_(1e-6, 1.0 - 1e-6)
+            y = self.alpha / self.temperature + (torch.log(u) - torch.log1p(-u))
+            soft = torch.sigmoid(y)
+            return (y.detach() > 0).to(soft.dtype) + (soft - soft.detach())
+        soft = self.probabilities()
+        # exactly 0/1 in the forward pass (the bracket is exactly zero); gradient of sigmoid(alpha / T) backward
         return (self.alpha.detach() > self.threshold).to(soft.dtype) + (soft - soft.detach())
 
     @torch.no_grad()
@@ -156,7 +206,8 @@ class ALD(nn.Module):
         return m * z, (1 - m) * z
 
     def extra_repr(self) -> str:
-        return f"num_channels={self.num_channels}, partition={self.partition!r}, tau={self.tau}"
+        extra = f", gate={self.gate!r}, temperature={self.temperature}" if self.alpha is not None else ""
+        return f"num_channels={self.num_channels}, partition={self.partition!r}, tau={self.tau}{extra}"
 
 
 AdaptiveLatentDisentanglement = ALD

@@ -42,6 +42,8 @@ class GroupActionAutoEncoder(AutoEncoder):
         tau: ALD threshold in (0, 1).
         varying_fraction: varying share of the channels for ``partition="manual"``.
         alpha_init / alpha_init_std: initial ALD logits.
+        mask_gate / mask_temperature: the ALD gate (``"ste"``: the paper's deterministic straight-through mask;
+            ``"gumbel"``: a sampled hard-concrete gate in training) and logit temperature (see ``ALD``).
         latent_activation: ``"tanh"`` (bounded latent: the scale anchor the stop-gradient latent losses need)
             or ``"none"``.
         output_activation: ``"sigmoid"`` (intensities in (0, 1)), ``"clamp"`` (``StraightThroughClamp`` to
@@ -81,6 +83,8 @@ class GroupActionAutoEncoder(AutoEncoder):
         varying_fraction: float = 0.5,
         alpha_init: float = 0.0,
         alpha_init_std: float = 0.0,
+        mask_gate: str = "ste",
+        mask_temperature: float = 1.0,
         latent_activation: str = "tanh",
         output_activation: str = "sigmoid",
         action_mode: str = "bilinear",
@@ -119,6 +123,8 @@ class GroupActionAutoEncoder(AutoEncoder):
             varying_fraction=varying_fraction,
             alpha_init=alpha_init,
             alpha_init_std=alpha_init_std,
+            gate=mask_gate,
+            temperature=mask_temperature,
         )
         if self.action_name == "grid":
             self.action: nn.Module = GridRotation(spatial_dims, mode=action_mode, padding_mode=action_padding)
