@@ -14,6 +14,7 @@ from monai_galr.engines.batch import PrepareGroupActionBatch
 __all__ = ["GroupActionTrainer", "unwrap_network"]
 
 LOSS_TERMS = ("loss_r", "loss_i", "loss_v")
+ALPHA_GRAD_TERMS = ("loss_r", "loss_i", "loss_v", "loss_s")
 
 
 def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
@@ -35,15 +36,56 @@ class GroupActionTrainer(SupervisedTrainer):
     ``engine.state.output`` holds ``"image"`` (``x``), ``"label"`` (``T_R x``), ``"pred"``, ``"rotation"``,
     ``"loss"`` (tensor) and ``"loss_r"``, ``"loss_i"``, ``"loss_v"``, ``"mask_fraction"`` (floats).
 
-    All arguments are those of ``SupervisedTrainer``; ``prepare_batch`` defaults to a
+    All arguments but one are those of ``SupervisedTrainer``; ``prepare_batch`` defaults to a
     ``PrepareGroupActionBatch`` that samples rotations on the device when the batch carries none, and
     ``decollate`` defaults to False (handlers read batched tensors).
+
+    Args:
+        alpha_grad_interval: every this many iterations (0: never) the gradient that each weighted loss term
+            (``lambda_r * L_rec``, ``lambda_i * L_inv``, ``lambda_v * L_const`` and, when the loss has one,
+            ``lambda_s * L_sparse``) sends to the ALD logits ``alpha`` is computed separately
+            (``torch.autograd.grad``, the graph kept for the real backward pass; it reaches back through the
+            decoder only, not the encoder) and stored in ``engine.state.alpha_grad``: ``{"iteration": int,
+            "<term>": (L,) CPU tensor, "total": (L,)}``.  ``MaskStatsHandler`` turns it into magnitudes, sign-flip
+            rates and coherence per term.  Skipped (``None``) for a fixed partition.
+
+    Raises:
+        ValueError: ``alpha_grad_interval`` is not an int >= 0.
     """
 
-    def __init__(self, *args: Any, prepare_batch=None, decollate: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, prepare_batch=None, decollate: bool = False, alpha_grad_interval: int = 0, **kwargs: Any
+    ) -> None:
+        if isinstance(alpha_grad_interval, bool) or not isinstance(alpha_grad_interval, int) or alpha_grad_interval < 0:
+            raise ValueError(f"alpha_grad_interval must be an int >= 0 (0: off), got {alpha_grad_interval!r}.")
         if prepare_batch is None:
             prepare_batch = PrepareGroupActionBatch(random_if_missing=True)
         super().__init__(*args, prepare_batch=prepare_batch, decollate=decollate, **kwargs)
+        self.alpha_grad_interval = alpha_grad_interval
+        self.state.alpha_grad = None
+
+    def _alpha_grads(self, engine: GroupActionTrainer, losses: dict[str, torch.Tensor]) -> dict | None:
+        """Per-term gradients of the weighted loss terms w.r.t. the ALD logits (see ``alpha_grad_interval``)."""
+        alpha = getattr(getattr(unwrap_network(engine.network), "ald", None), "alpha", None)
+        if alpha is None or not alpha.requires_grad:
+            return None
+        weights = engine.loss_function.weights() if hasattr(engine.loss_function, "weights") else {}
+        out: dict[str, Any] = {"iteration": int(engine.state.iteration)}
+        total = torch.zeros_like(alpha, dtype=torch.float32)
+        for key in ALPHA_GRAD_TERMS:
+            if key not in losses:
+                continue
+            w = float(weights.get(key, 1.0))
+            term = losses[key]
+            if w == 0.0 or not term.requires_grad:
+                g = torch.zeros_like(alpha, dtype=torch.float32)
+            else:
+                (g,) = torch.autograd.grad(w * term, alpha, retain_graph=True, allow_unused=True)
+                g = torch.zeros_like(alpha, dtype=torch.float32) if g is None else g.detach().float()
+            out[key] = g.cpu()
+            total = total + g
+        out["total"] = total.cpu()
+        return out
 
     def _iteration(self, engine: GroupActionTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
         if batchdata is None:
@@ -62,8 +104,11 @@ class GroupActionTrainer(SupervisedTrainer):
                 outs["pred"], targets, outs["z"], outs["z_target"], outs["z_acted"], outs["mask"]
             )
             engine.state.output[Keys.LOSS] = losses["loss"]
-            for key in LOSS_TERMS:
+            for key in LOSS_TERMS + (("loss_s",) if "loss_s" in losses else ()):
                 engine.state.output[key] = float(losses[key].detach().item())
+            interval = engine.alpha_grad_interval
+            if interval and (engine.state.iteration - 1) % interval == 0:
+                engine.state.alpha_grad = self._alpha_grads(engine, losses)
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
 
         engine.network.train()

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
 __all__ = ["GroupActionLoss"]
 
 
+MAX_LAMBDA_S = 10.0
+
+
 class GroupActionLoss(nn.Module):
-    """``lambda_r * L_rec + lambda_i * L_inv + lambda_v * L_const``, each a mean squared error.
+    """``lambda_r * L_rec + lambda_i * L_inv + lambda_v * L_const + lambda_s * L_sparse``.
+
+    The first three terms are mean squared errors:
 
     - ``L_rec = ||D(Phi_R(E(x))) - T_R(x)||^2``;
     - ``L_inv = ||(1 - M) * (E(x) - sg[E(T_R x)])||^2``: the invariant channels must not change under rotation;
-    - ``L_const = ||M * (Phi_R(E(x)) - sg[E(T_R x)])||^2``: the latent action must match the encoder.
+    - ``L_const = ||M * (Phi_R(E(x)) - sg[E(T_R x)])||^2``: the latent action must match the encoder;
+    - ``L_sparse = mean(M)``: a sparsity prior on the varying fraction (its value is the fraction of varying
+      channels in this step; its gradient, through the straight-through mask, pulls every logit towards
+      "invariant" by the same amount, so a channel stays varying only where the other terms keep asking for it).
+      Nothing else in the loss rewards an invariant channel (all channels varying make ``L_inv`` zero).
 
     ``sg`` is the stop-gradient: the latent target is detached here whatever the caller passed; the mask ``M``
     keeps its (straight-through) gradient, so a channel's logit is pushed by the error it would cause on either
@@ -21,22 +32,39 @@ class GroupActionLoss(nn.Module):
 
     Args:
         lambda_r / lambda_i / lambda_v: non-negative weights (0 disables a term, as in the paper's ablation).
+        lambda_s: weight of the sparsity prior, in [0, 10] (0: the paper's loss).
 
     Returns (``forward``):
         dict with ``"loss"`` (the weighted total, a scalar tensor with gradient) and ``"loss_r"``, ``"loss_i"``,
-        ``"loss_v"`` (each unweighted term, scalar tensors).
+        ``"loss_v"``, ``"loss_s"`` (each unweighted term, scalar tensors).
 
     Raises:
-        ValueError: a negative or non-finite weight; shapes of a prediction and its target differ.
+        ValueError: a negative or non-finite weight, ``lambda_s`` above 10; shapes of a prediction and its target
+            differ.
     """
 
-    def __init__(self, lambda_r: float = 1.0, lambda_i: float = 1.0, lambda_v: float = 1.0) -> None:
+    def __init__(
+        self, lambda_r: float = 1.0, lambda_i: float = 1.0, lambda_v: float = 1.0, lambda_s: float = 0.0
+    ) -> None:
         super().__init__()
-        for name, value in (("lambda_r", lambda_r), ("lambda_i", lambda_i), ("lambda_v", lambda_v)):
+        for name, value in (("lambda_r", lambda_r), ("lambda_i", lambda_i), ("lambda_v", lambda_v),
+                            ("lambda_s", lambda_s)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r} ({type(value).__name__}).")
             v = float(value)
             if not (v >= 0.0 and v < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        if float(lambda_s) > MAX_LAMBDA_S:
+            raise ValueError(
+                f"lambda_s (the sparsity prior's weight) must lie in [0, {MAX_LAMBDA_S:g}], got {lambda_s!r}: "
+                "above that it outweighs the reconstruction and empties z_v."
+            )
         self.lambda_r, self.lambda_i, self.lambda_v = float(lambda_r), float(lambda_i), float(lambda_v)
+        self.lambda_s = float(lambda_s)
+
+    def weights(self) -> dict[str, float]:
+        """``{"loss_r": lambda_r, "loss_i": lambda_i, "loss_v": lambda_v, "loss_s": lambda_s}``."""
+        return {"loss_r": self.lambda_r, "loss_i": self.lambda_i, "loss_v": self.lambda_v, "loss_s": self.lambda_s}
 
     @staticmethod
     def _check(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
@@ -72,5 +100,8 @@ class GroupActionLoss(nn.Module):
         loss_r = torch.mean((pred.float() - target.float()) ** 2)
         loss_i = torch.mean(((1 - m) * (z.float() - z_t)) ** 2)
         loss_v = torch.mean((m * (z_acted.float() - z_t)) ** 2)
+        loss_s = mask.to(torch.float32).mean()
         total = self.lambda_r * loss_r + self.lambda_i * loss_i + self.lambda_v * loss_v
-        return {"loss": total, "loss_r": loss_r, "loss_i": loss_i, "loss_v": loss_v}
+        if self.lambda_s > 0:
+            total = total + self.lambda_s * loss_s
+        return {"loss": total, "loss_r": loss_r, "loss_i": loss_i, "loss_v": loss_v, "loss_s": loss_s}

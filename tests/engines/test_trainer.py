@@ -105,3 +105,42 @@ def test_default_prepare_batch_samples_rotations():
     trainer.run()
     r = trainer.state.output["rotation"]
     assert not torch.allclose(r, torch.eye(2).expand_as(r))
+
+
+def test_alpha_grad_interval_measures_each_term_on_the_logits():
+    set_determinism(seed=0)
+    net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, alpha_init_std=0.1)
+    loss = GroupActionLoss(lambda_i=0.5, lambda_v=0.25, lambda_s=0.1)
+    trainer = GroupActionTrainer(
+        device=torch.device("cpu"), max_epochs=1,
+        train_data_loader=DataLoader(_data(), batch_size=4, shuffle=False, num_workers=0), network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_function=loss,
+        prepare_batch=PrepareGroupActionBatch(random_if_missing=True, seed=0), alpha_grad_interval=2,
+    )
+    seen, totals = [], []
+
+    @trainer.on(IterationEvents.BACKWARD_COMPLETED)
+    def _record(engine):
+        ag = engine.state.alpha_grad
+        if ag is not None and ag["iteration"] == engine.state.iteration:
+            seen.append(ag["iteration"])
+            totals.append((ag["total"], net.ald.alpha.grad.detach().clone(), ag))
+
+    trainer.run()
+    assert seen == [1, 3]  # iterations 1, 1 + interval, ... of the 4
+    for total, grad, ag in totals:
+        assert set(ag) == {"iteration", "loss_r", "loss_i", "loss_v", "loss_s", "total"}
+        torch.testing.assert_close(ag["loss_r"] + ag["loss_i"] + ag["loss_v"] + ag["loss_s"], total)
+        # the per-term gradients add up to what the real backward pass put on alpha
+        torch.testing.assert_close(total, grad, rtol=1e-4, atol=1e-8)
+        p = torch.sigmoid(net.ald.alpha.detach())
+        torch.testing.assert_close(ag["loss_s"], 0.1 * p * (1 - p) / 4)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_bad_alpha_grad_interval(bad):
+    with pytest.raises(ValueError, match="alpha_grad_interval"):
+        GroupActionTrainer(
+            device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
+            optimizer=None, loss_function=None, alpha_grad_interval=bad,
+        )

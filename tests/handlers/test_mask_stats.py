@@ -178,3 +178,34 @@ def test_network_without_ald():
 def test_bad_tag_prefix():
     with pytest.raises(TypeError, match="tag_prefix must be a str, got int"):
         MaskStatsHandler(network=FakeNet([1.0]), tag_prefix=3)
+
+
+def test_alpha_grad_statistics_flip_rate_and_coherence(tmp_path, caplog):
+    net = FakeNet([3.0, -3.0])
+    # channel 0 always pushed the same way, channel 1 alternates: 4 measurements (every other iteration)
+    grads = {1: [1.0, 1.0], 3: [2.0, -1.0], 5: [1.0, 1.0], 7: [2.0, -1.0]}
+
+    def step(engine, batch):
+        it = engine.state.iteration
+        if it in grads:
+            engine.state.alpha_grad = {"iteration": it, "loss_r": torch.tensor(grads[it]),
+                                       "total": torch.tensor(grads[it])}
+        return {}
+
+    engine = Engine(step)
+    engine.state.alpha_grad = None
+    handler = MaskStatsHandler(net, log_dir=str(tmp_path), name="mask_grad_test")
+    handler.attach(engine)
+    with caplog.at_level(logging.INFO, logger="mask_grad_test"):
+        engine.run(range(8), max_epochs=1)
+    m = engine.state.metrics
+    # sign flips: channel 0 never, channel 1 at each of the 3 consecutive pairs -> 3 / 6
+    assert m["alpha_grad_loss_r_flip_rate"] == pytest.approx(0.5)
+    # coherence: channel 0 |6| / 6 = 1, channel 1 |0| / 4 = 0
+    assert m["alpha_grad_loss_r_coherence"] == pytest.approx(0.5)
+    assert m["alpha_grad_loss_r_mean_abs"] == pytest.approx((6.0 + 4.0) / 2 / 4)
+    assert m["mask_decided"] == 1.0
+    assert "dalpha loss_r" in caplog.text and "flips 0.50" in caplog.text
+    acc = _events(tmp_path)
+    assert "mask/alpha_grad/total/flip_rate" in acc.Tags()["scalars"]
+    assert "mask/decided" in acc.Tags()["scalars"]

@@ -36,7 +36,8 @@ def test_terms_match_hand_computation():
     args = _inputs()
     out = GroupActionLoss()(*args)
     r, i, v = _by_hand(*args)
-    assert set(out) == {"loss", "loss_r", "loss_i", "loss_v"}
+    assert set(out) == {"loss", "loss_r", "loss_i", "loss_v", "loss_s"}
+    assert out["loss_s"].item() == pytest.approx(float(args[-1].float().mean()), rel=1e-6)
     assert out["loss_r"].item() == pytest.approx(r, rel=1e-5)
     assert out["loss_i"].item() == pytest.approx(i, rel=1e-5)
     assert out["loss_v"].item() == pytest.approx(v, rel=1e-5)
@@ -108,3 +109,24 @@ def test_mask_shape_mismatch_raises():
     args[5] = torch.ones(4)
     with pytest.raises(ValueError, match="mask"):
         GroupActionLoss()(*args)
+
+
+def test_sparsity_prior_adds_the_weighted_fraction_and_pulls_logits_down():
+    args = list(_inputs())
+    alpha = torch.tensor([0.3, -0.2, 0.1], requires_grad=True)  # one logit per latent channel
+    soft = torch.sigmoid(alpha)
+    args[-1] = (alpha.detach() > 0).float() + (soft - soft.detach())
+    plain = GroupActionLoss()(*args)
+    out = GroupActionLoss(lambda_s=0.5)(*args)
+    frac = float((alpha > 0).float().mean())
+    assert out["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * frac, rel=1e-6)
+    (g_plain,) = torch.autograd.grad(plain["loss"], alpha, retain_graph=True)
+    (g,) = torch.autograd.grad(out["loss"], alpha)
+    expected = 0.5 * soft.detach() * (1 - soft.detach()) / alpha.numel()
+    torch.testing.assert_close(g - g_plain, expected)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 10.5, float("nan"), float("inf"), "0.1", True])
+def test_sparsity_weight_out_of_range_names_the_entry(bad):
+    with pytest.raises(ValueError, match="lambda_s"):
+        GroupActionLoss(lambda_s=bad)

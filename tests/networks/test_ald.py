@@ -156,3 +156,50 @@ def test_hard_mask_is_an_exact_logit_comparison():
     ald.tau = 0.3  # the threshold follows tau
     assert ald.threshold == pytest.approx(math.log(0.3 / 0.7))
     assert ald.hard_mask().tolist() == [1.0, 1.0, 1.0]
+
+
+def test_gumbel_gate_samples_in_training_and_is_exact_in_eval():
+    torch.manual_seed(0)
+    ald = ALD(6, gate="gumbel", alpha_init=0.0, alpha_init_std=2.0)
+    hard = ald.hard_mask().clone()
+    ald.train()
+    samples = torch.stack([ald.mask().detach() for _ in range(400)])
+    assert set(samples.unique().tolist()) <= {0.0, 1.0}
+    # Bernoulli(p): the sample mean follows sigmoid(alpha), and undecided channels are seen in both states
+    torch.testing.assert_close(samples.mean(0), ald.probabilities().detach(), atol=0.08, rtol=0)
+    assert not torch.equal(samples[0], samples[1]) or not torch.equal(samples[1], samples[2])
+    ald.eval()
+    for _ in range(5):
+        assert torch.equal(ald.mask().detach(), hard)
+    z = torch.randn(2, 6, 3, 3)
+    z_v, z_i = ald.split(z)
+    torch.testing.assert_close(z_v, hard.view(1, -1, 1, 1) * z, rtol=0, atol=0)
+
+
+def test_gumbel_gate_gradient_reaches_alpha():
+    torch.manual_seed(1)
+    ald = ALD(4, gate="gumbel")
+    ald.train()
+    (ald.mask() * torch.arange(1.0, 5.0)).sum().backward()
+    assert ald.alpha.grad is not None and (ald.alpha.grad > 0).all()
+
+
+def test_temperature_scales_probabilities_and_threshold():
+    ald = ALD(3, tau=0.7, temperature=0.25)
+    with torch.no_grad():
+        ald.alpha.copy_(torch.tensor([0.1, 0.25 * math.log(0.7 / 0.3) + 1e-3, -1.0]))
+    torch.testing.assert_close(ald.probabilities(), torch.sigmoid(ald.alpha / 0.25))
+    assert ald.hard_mask().tolist() == [0.0, 1.0, 0.0]
+    assert torch.equal(ald.hard_mask(), (ald.probabilities() > 0.7).float())
+    assert ald.decided_fraction(0.3) == pytest.approx(1 / 3)  # p = 0.60, 0.70, 0.02
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, 101.0, float("nan"), "1", True])
+def test_temperature_out_of_range_names_the_entry(bad):
+    with pytest.raises(ValueError, match="mask_temperature"):
+        ALD(4, temperature=bad)
+
+
+def test_unknown_gate_names_the_entry():
+    with pytest.raises(ValueError, match="mask_gate"):
+        ALD(4, gate="concrete")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import math
 
 import torch
@@ -90,7 +92,7 @@ class ALD(nn.Module):
         if gate not in GATES:
             raise ValueError(f"gate (mask_gate) must be one of {GATES}, got {gate!r}.")
         self.gate = gate
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
             raise ValueError(f"temperature (mask_temperature) must be a number in (0, {MAX_TEMPERATURE:g}], got "
                              f"{temperature!r} ({type(temperature).__name__}).")
         temperature = float(temperature)
