@@ -1,0 +1,115 @@
+"""benchmarks/gpu_bench.py on the CPU at a tiny size: every variant and precision runs and reports sane numbers.
+
+The same script runs unchanged on one GPU (``--device cuda``); here a volume of 8^3 (adrenal) / 16^3 (brain) and a
+few steps keep it fast. The CUDA-only paths (``max_memory_allocated``, device name) run only where a GPU is.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from monai_galr.networks.blocks.actions import ACTIONS
+
+REPO = Path(__file__).resolve().parents[2]
+HARMONIC = "harmonic" in ACTIONS
+TINY = ["--device", "cpu", "--steps", "2", "--warmup", "1", "--train_volumes", "1", "--test_volumes", "1",
+        "--eval_rotations", "1", "--num_threads", "1"]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks" / "gpu_bench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_adrenal_all_variants_and_precisions(tmp_path, capsys):
+    gb = _module()
+    actions = ["grid", "harmonic"] if HARMONIC else ["grid"]
+    out = tmp_path / "rows.json"
+    argv = TINY + ["--bundles", "adrenal_ct_so3", "--size", "8", "--isolate", "no", "--json", str(out), "--actions"]
+    assert gb.main(argv + actions) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["variant"], r["precision"]) for r in rows] == [
+        (v, p) for p in ("fp32", "bf16") for v in ["plain", *actions]
+    ]
+    for r in rows:
+        assert r["bundle"] == "adrenal_ct_so3" and r["size"] == "8x8x8" and r["batch"] == 4  # train.yaml batch_size
+        assert r["vol_per_s"] > 0 and r["step_ms"] > 0 and r["peak_mb"] > 0
+        assert r["peak_kind"] == "process peak RSS"
+        assert math.isfinite(r["psnr_rotated"]) and math.isfinite(r["psnr_identity"]) and 0 < r["psnr_identity"] < 80
+        assert 0.0 <= r["varying_fraction"] <= 1.0 and math.isfinite(r["final_loss"])
+        assert r["entries"]["channels"] == [16, 32] and r["entries"]["strides"] == [2, 1]
+    table = capsys.readouterr().out
+    assert "| adrenal_ct_so3 | 8x8x8 | 4 | plain | fp32 |" in table and "| 1.00 |" in table
+    grid = next(r for r in rows if r["variant"] == "grid" and r["precision"] == "fp32")
+    plain = next(r for r in rows if r["variant"] == "plain" and r["precision"] == "fp32")
+    assert f"| {grid['step_ms'] / plain['step_ms']:.2f} |" in table  # the ratio is grid over plain
+    assert grid["latent_numel_per_voxel"] == pytest.approx(16 / 8)  # 16 channels on a 4^3 grid over 8^3 voxels
+
+
+@pytest.mark.skipif(not HARMONIC, reason="monai_galr has no harmonic action yet")
+def test_build_sets_the_action_and_size_from_the_bundle():
+    gb = _module()
+    net, loss, opt, entries = gb.build(REPO / "bundles" / "adrenal_ct_so3", "harmonic", (8, 8, 8), "cpu")
+    assert net.is_harmonic and net.spatial_size == (8, 8, 8) and entries["latent_channels"] == 16
+    assert type(loss).__name__ == "GroupActionLoss" and isinstance(opt, torch.optim.Optimizer)
+    grid, *_ = gb.build(REPO / "bundles" / "brain_mri_so3", "grid", (16, 16, 16), "cpu")
+    assert not grid.is_harmonic and list(grid.channels) == [16, 32]
+
+
+def test_brain_in_its_own_process(tmp_path):
+    """The isolated path (one process per run, its peak RSS) and the brain's demo data."""
+    gb = _module()
+    out = tmp_path / "rows.json"
+    argv = TINY + ["--bundles", "brain_mri_so3", "--size", "8x8x12", "--actions", "grid", "--no_plain",
+                   "--precisions", "fp32", "--isolate", "yes", "--json", str(out)]
+    assert gb.main(argv) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["bundle"] == "brain_mri_so3" and row["size"] == "8x8x12" and row["batch"] == 2
+    assert row["variant"] == "grid" and row["peak_mb"] > 0 and math.isfinite(row["psnr_rotated"])
+
+
+def test_synthetic_volumes_are_in_range():
+    gb = _module()
+    for bundle in ("adrenal_ct_so3", "brain_mri_so3"):
+        v = gb.synthetic_volumes(bundle, (8, 10, 12), 2, seed=0)
+        assert v.shape == (2, 1, 8, 10, 12) and v.dtype == torch.float32
+        assert float(v.min()) >= 0.0 and 0.1 < float(v.max()) <= 1.0 and not torch.equal(v[0], v[1])
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--size", "8x8"], "--size must be an edge or HxWxD"),
+        (["--size", "0"], "--size must be an edge or HxWxD"),
+        (["--warmup", "2"], r"--warmup must be in \[0, --steps\)"),
+        (["--train_volumes", "0"], "--train_volumes must be >= 1"),
+        (["--bundles", "rotated_mnist_so2"], "has no benchmark data"),
+        (["--bundles", "no_such_bundle"], "neither a bundle folder"),
+        (["--device", "tpu"], "--device must be cuda"),
+    ],
+)
+def test_bad_options_are_named(argv, match, capsys):
+    assert _module().main(TINY + argv) == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_gpu_is_refused(capsys):
+    assert _module().main(TINY[2:] + ["--device", "cuda"]) == 2
+    assert "sees no CUDA device" in capsys.readouterr().err
