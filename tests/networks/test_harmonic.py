@@ -1,0 +1,169 @@
+"""The harmonic latent: exact group laws in the autoencoder, geometry checks, checkpoint guards, export."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from monai_galr.groups import angle_to_matrix, compose, inverse, random_rotation
+from monai_galr.networks import GroupActionAutoEncoder
+from monai_galr.networks.blocks.harmonic import HarmonicAnalysis, HarmonicSynthesis, harmonic_latent_numel
+
+
+def _net(dim: int, **kw) -> GroupActionAutoEncoder:
+    torch.manual_seed(0)
+    size = (16, 16) if dim == 2 else (8, 12, 16)
+    args = dict(channels=(4, 8), strides=(2, 1), latent_channels=4, action="harmonic", spatial_size=size,
+                harmonic_radii=3, harmonic_modes=5, harmonic_lmax=3)
+    args.update(kw)
+    return GroupActionAutoEncoder(dim, 1, 1, **args).eval()
+
+
+def _image(net: GroupActionAutoEncoder, batch: int = 2) -> torch.Tensor:
+    return torch.rand(batch, 1, *net.spatial_size, generator=torch.Generator().manual_seed(1))
+
+
+def _rot(dim: int, n: int, seed: int) -> torch.Tensor:
+    return random_rotation(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_latent_shape_and_map(dim):
+    net = _net(dim)
+    z = net.encode(_image(net))
+    m = 9 if dim == 2 else 16
+    assert z.shape == (2, 4, 3, m)
+    assert net.latent_numel() == harmonic_latent_numel(4, 3, dim, 5 if dim == 2 else 3) == 4 * 3 * m
+    lat_grid = tuple(n // 2 for n in net.spatial_size)
+    assert net.latent_map(z).shape == (2, 4, *lat_grid)
+    assert net(_image(net)).shape == (2, 1, *net.spatial_size)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_group_laws_exact_in_latent(dim):
+    """Composition, inverse and the full circle hold on the decoded output to float rounding."""
+    net = _net(dim)
+    x = _image(net)
+    a, b = _rot(dim, 2, 3), _rot(dim, 2, 4)
+    with torch.no_grad():
+        z = net.encode(x)
+        two_steps = net.decode(net.apply_action(net.apply_action(z, b), a))
+        one_shot = net.decode(net.apply_action(z, compose(a, b)))
+        back = net.decode(net.apply_action(net.apply_action(z, a), inverse(a)))
+        ident = net.decode(z)
+    assert (two_steps - one_shot).abs().max() < 1e-5
+    assert (back - ident).abs().max() < 1e-5
+
+
+def test_twelve_steps_of_thirty_degrees_is_identity():
+    net = _net(2, partition="all")
+    x = _image(net)
+    step = angle_to_matrix(torch.full((2,), math.pi / 6))
+    with torch.no_grad():
+        z = net.encode(x)
+        zz = z
+        for _ in range(12):
+            zz = net.apply_action(zz, step)
+        assert (zz - z).abs().max() < 1e-5
+        assert not torch.allclose(net.apply_action(z, step), z, atol=1e-3)  # one step does move the latent
+
+
+def test_invariant_channels_untouched():
+    net = _net(3, partition="manual", varying_fraction=0.5)
+    z = net.encode(_image(net))
+    acted = net.apply_action(z, _rot(3, 2, 5))
+    assert torch.equal(acted[:, 2:], z[:, 2:])
+    assert not torch.allclose(acted[:, :2], z[:, :2], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(spatial_size=None), "needs spatial_size"),
+        (dict(spatial_size=(15, 16)), "multiple of the total stride"),
+        (dict(harmonic_modes=9, harmonic_angles=16), r"harmonic_modes \(9\) must be <= harmonic_angles // 2"),
+        (dict(harmonic_max_radius=20.0), "harmonic_max_radius must lie in"),
+        (dict(harmonic_max_radius=0.0), "harmonic_max_radius must lie in"),
+        (dict(harmonic_radii=0), "harmonic_radii must be an int >= 1"),
+    ],
+)
+def test_bad_geometry_2d(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _net(2, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(harmonic_lmax=13), "harmonic_lmax must be <= 12"),
+        (dict(harmonic_angles=7), "harmonic_angles .* must be even"),
+        (dict(harmonic_angles=4), "harmonic_angles .* >= 2 \\(harmonic_lmax \\+ 1\\)"),
+    ],
+)
+def test_bad_geometry_3d(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _net(3, **kwargs)
+
+
+def test_outer_shell_reaches_corners_by_default():
+    a = HarmonicAnalysis(3, (4, 6, 8), radii=2, degree=1)
+    corner = math.sqrt(2**2 + 3**2 + 4**2)
+    assert a.signature[4].item() == pytest.approx(corner)
+    with pytest.raises(ValueError, match="half-diagonal"):
+        HarmonicAnalysis(3, (4, 6, 8), radii=2, degree=1, max_radius=corner + 0.1)
+
+
+def test_input_size_must_match_spatial_size():
+    net = _net(2)
+    with pytest.raises(ValueError, match="must equal the network's spatial_size"):
+        net(torch.rand(1, 1, 32, 32))
+
+
+def test_synthesis_inverts_analysis_on_band_limited_content():
+    """A map built from the harmonics themselves comes back (interpolation error only)."""
+    shape = (32, 32)
+    ana = HarmonicAnalysis(2, shape, radii=12, degree=4, max_radius=16.0)
+    syn = HarmonicSynthesis(2, shape, radii=12, degree=4, max_radius=16.0)
+    coeff = torch.zeros(1, 1, 12, 7)
+    coeff[..., 0] = 1.0
+    coeff[..., 3] = 0.5  # cos(2 phi) at every ring
+    back = ana(syn(coeff))
+    assert (back[..., 2:10, :] - coeff[..., 2:10, :]).abs().max() < 0.05
+
+
+def test_checkpoint_guards_name_the_action():
+    harm = _net(2)
+    grid = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, action="grid")
+    with pytest.raises(RuntimeError, match="trained with action 'harmonic'"):
+        grid.load_state_dict(harm.state_dict())
+    with pytest.raises(RuntimeError, match="not trained with action 'harmonic'"):
+        harm.load_state_dict(grid.state_dict())
+    other = _net(2, harmonic_radii=4)
+    with pytest.raises(RuntimeError, match="harmonic_radii=3.*differs.*harmonic_radii=4"):
+        other.load_state_dict(harm.state_dict())
+    same = _net(2)
+    same.load_state_dict(harm.state_dict())  # the same geometry loads
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_traced_export_matches_eager(dim):
+    from monai_galr.networks import RotatedReconstruction
+
+    net = _net(dim)
+    wrapped = RotatedReconstruction(net, _rot(dim, 1, 6)[0]).eval()
+    x = _image(net)
+    traced = torch.jit.trace(wrapped, x)  # check_trace on: the graph must be the same on every invocation
+    x2 = torch.rand_like(x)
+    assert torch.allclose(traced(x2), wrapped(x2), atol=1e-5)
+
+
+def test_gradients_reach_encoder_through_analysis():
+    net = _net(3).train()
+    x = _image(net)
+    r = _rot(3, 2, 7)
+    out = net(x, r, x)
+    out["pred"].mean().backward()
+    first = next(net.encode.parameters())
+    assert first.grad is not None and first.grad.abs().sum() > 0
