@@ -10,7 +10,7 @@ from monai_galr.groups import rotate_image
 
 __all__ = ["GridRotation", "LearnedAction", "ACTIONS"]
 
-ACTIONS = ("grid", "learned")
+ACTIONS = ("harmonic", "grid", "learned")
 
 
 class GridRotation(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from monai_galr.networks.blocks.actions import ACTIONS, GridRotation, LearnedAction
 from monai_galr.networks.blocks.ald import ALD
 from monai_galr.networks.blocks.clamp import StraightThroughClamp
+from monai_galr.networks.blocks.harmonic import HarmonicAction, HarmonicAnalysis, HarmonicSynthesis
 
 __all__ = ["GroupActionAutoEncoder", "RotatedReconstruction", "parameter_groups"]
 
@@ -38,7 +40,18 @@ class GroupActionAutoEncoder(AutoEncoder):
         latent_channels: number of latent channels ``L`` (default ``channels[-1]``).
         kernel_size, up_kernel_size, num_res_units, act, norm, dropout, bias: as in MONAI's ``AutoEncoder``.
         partition: ``"learned"`` (ALD), ``"manual"`` (fixed ``varying_fraction``) or ``"all"``.
-        action: ``"grid"`` (rotate the latent grid) or ``"learned"`` (``LearnedAction``).
+        action: ``"harmonic"`` (the latent is the coefficient tensor ``(B, L, radii, M)`` of the feature map on polar
+            rings / spherical shells, acted on exactly by the group's representation; see
+            :mod:`monai_galr.networks.blocks.harmonic`), ``"grid"`` (rotate the spatial latent grid: the paper's
+            action, lossy between grid points) or ``"learned"`` (``LearnedAction``).
+        spatial_size: the image size ``(H, W[, D])``; required by ``action="harmonic"`` (its rings are fixed on the
+            latent grid ``spatial_size / prod(strides)``, and the decoder renders onto that grid).
+        harmonic_radii: number of rings / shells.
+        harmonic_modes: 2D, Fourier modes ``0..modes-1`` per ring (``M = 2 modes - 1`` numbers).
+        harmonic_lmax: 3D, spherical-harmonic degrees ``0..lmax`` per shell (``M = (lmax + 1)^2``; at most 12).
+        harmonic_angles: angular samples per ring (2D, default ``4 * modes``) or the s2 grid's beta resolution (3D,
+            default ``2 (lmax + 1)``).
+        harmonic_max_radius: outer radius in latent voxels (default: the half-diagonal, reaching the corners).
         tau: ALD threshold in (0, 1).
         varying_fraction: varying share of the channels for ``partition="manual"``.
         alpha_init / alpha_init_std: initial ALD logits.
@@ -91,6 +104,12 @@ class GroupActionAutoEncoder(AutoEncoder):
         action_padding: str = "border",
         action_hidden_channels: int = 64,
         action_layers: int = 2,
+        spatial_size: Sequence[int] | None = None,
+        harmonic_radii: int = 8,
+        harmonic_modes: int = 16,
+        harmonic_lmax: int = 6,
+        harmonic_angles: int | None = None,
+        harmonic_max_radius: float | None = None,
     ) -> None:
         if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
@@ -126,12 +145,67 @@ class GroupActionAutoEncoder(AutoEncoder):
             gate=mask_gate,
             temperature=mask_temperature,
         )
-        if self.action_name == "grid":
+        self.spatial_size = None if spatial_size is None else tuple(int(n) for n in spatial_size)
+        if self.action_name == "harmonic":
+            self._build_harmonic(harmonic_radii, harmonic_modes, harmonic_lmax, harmonic_angles, harmonic_max_radius)
+        elif self.action_name == "grid":
             self.action: nn.Module = GridRotation(spatial_dims, mode=action_mode, padding_mode=action_padding)
         else:
             self.action = LearnedAction(
                 spatial_dims, self.latent_channels, hidden_channels=action_hidden_channels, num_layers=action_layers
             )
+
+    def _build_harmonic(self, radii, modes, lmax, angles, max_radius) -> None:
+        size = self.spatial_size
+        if size is None or len(size) != self.dimensions:
+            raise ValueError(
+                f"action 'harmonic' needs spatial_size, the {self.dimensions} image sizes the rings are fixed on, "
+                f"got {size!r}."
+            )
+        f = self.downsampling
+        if any(n % f or n < f for n in size):
+            raise ValueError(
+                f"spatial_size {size} must be a positive multiple of the total stride {f} (strides {tuple(self.strides)})."
+            )
+        latent_shape = tuple(n // f for n in size)
+        degree = modes if self.dimensions == 2 else lmax
+        geometry = (self.dimensions, latent_shape, radii, degree, angles, max_radius)
+        self.encode.add_module("harmonic", HarmonicAnalysis(*geometry))
+        decode = [("harmonic", HarmonicSynthesis(*geometry))] + list(self.decode.named_children())
+        self.decode = nn.Sequential(OrderedDict(decode))
+        self.action = HarmonicAction(self.dimensions, degree)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        if not self.is_harmonic and prefix + "encode.harmonic.signature" in state_dict:
+            error_msgs.append(
+                f"the checkpoint was trained with action 'harmonic' (it holds {prefix}encode.harmonic.signature) but "
+                f"this network's action is {self.action_name!r}; set action: harmonic and its harmonic_* entries."
+            )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+    @property
+    def is_harmonic(self) -> bool:
+        """True when the latent is harmonic coefficients ``(B, L, radii, M)`` rather than a spatial map."""
+        return self.action_name == "harmonic"
+
+    def latent_map(self, z: torch.Tensor) -> torch.Tensor:
+        """The spatial feature map ``(B, L, *latent_grid)`` a latent stands for (for figures and magnitudes).
+
+        A spatial latent is returned as it is; harmonic coefficients are rendered on the latent grid by the
+        decoder's first step.
+        """
+        return self.decode.harmonic(z) if self.is_harmonic else z
+
+    def latent_numel(self) -> int:
+        """Numbers in one image's latent (needs ``spatial_size`` for every action)."""
+        if self.spatial_size is None:
+            raise ValueError("latent_numel needs the network's spatial_size.")
+        with torch.no_grad():
+            z = self.encode(torch.zeros(1, self.in_channels, *self.spatial_size, device=self._device()))
+        return int(z[0].numel())
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
 
     @property
     def downsampling(self) -> int:
@@ -170,6 +244,11 @@ class GroupActionAutoEncoder(AutoEncoder):
             raise ValueError(
                 f"{name} spatial size {tuple(x.shape[2:])} must be a positive multiple of the total stride {f} "
                 f"(strides {tuple(self.strides)}); pad or resize the images."
+            )
+        if self.is_harmonic and tuple(int(s) for s in x.shape[2:]) != self.spatial_size:
+            raise ValueError(
+                f"{name} spatial size {tuple(x.shape[2:])} must equal the network's spatial_size {self.spatial_size} "
+                "(the harmonic latent's rings are fixed on that grid); pad or resize the images."
             )
 
     def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
