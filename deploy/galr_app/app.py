@@ -24,6 +24,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the `galr_app` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from monai_galr.data import check_image_files  # noqa: E402
+
 from galr_app.operators import (  # noqa: E402
     NIFTI_SUFFIXES,
     GalrInference,
@@ -107,8 +109,11 @@ def run_pipeline(
     model = GalrInference(model_path, device=device)
     loader, writer = NiftiVolumeLoader(model.spatial_shape), ResultWriter(output_dir)
     r, rot = _rotation_record(model.spatial_dims, euler, angle, convention)
+    files = input_files(input_path)
+    # every input checked before the first is processed (readable, the model's dimensionality, finite voxels)
+    check_image_files([str(p) for p in files], spatial_dims=model.spatial_dims, check_values=True, name="input")
     written = []
-    for path in input_files(input_path):
+    for path in files:
         image, affine = loader(path)
         result = model(image, r)
         written.append(writer(volume_stem(path), image, affine, result, _record(path, model, model_path, rot)))
@@ -203,19 +208,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
     kwargs = {"euler": args.euler, "angle": args.angle, "convention": args.convention, "device": args.device}
+    try:
+        written = _run(args, kwargs)
+    except (ValueError, FileNotFoundError) as e:  # a bad input or model file: the message alone, last
+        print(f"ERROR: {e}", file=sys.stderr)
+        return 1
+    if written is None:
+        return 2
+    for paths in written:
+        print(paths["features"])
+    return 0
+
+
+def _run(args: argparse.Namespace, kwargs: dict) -> list[dict[str, str]] | None:
     if args.sdk:
         if SDK_IMPORT_ERROR is not None:
             print(f"--sdk: MONAI Deploy App SDK not importable ({SDK_IMPORT_ERROR}); run without --sdk.",
                   file=sys.stderr)
-            return 2
+            return None
         app = GalrApp(input_path=args.input, output_dir=args.output, model_path=args.model, **kwargs)
         app.run()
-        written = app.writer_op.written if app.writer_op is not None else []
-    else:
-        written = run_pipeline(args.input, args.output, args.model, **kwargs)
-    for paths in written:
-        print(paths["features"])
-    return 0
+        return app.writer_op.written if app.writer_op is not None else []
+    return run_pipeline(args.input, args.output, args.model, **kwargs)
 
 
 if __name__ == "__main__":

@@ -65,17 +65,20 @@ class NiftiVolumeLoader:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is not a NIfTI file, or the volume has more than one channel or another number of
-            spatial dimensions.
+        ValueError: ``path`` is not a NIfTI file, cannot be read (truncated, ...), holds NaN / inf voxels, or the
+            volume has more than one channel or another number of spatial dimensions (the message names the file).
     """
 
     def __init__(self, spatial_shape: Sequence[int]) -> None:
-        from monai.transforms import Compose, EnsureChannelFirst, LoadImage, Resize, ResizeWithPadOrCrop, ScaleIntensity
+        from monai.transforms import Compose, EnsureChannelFirst, Resize, ResizeWithPadOrCrop, ScaleIntensity
+
+        from monai_galr.transforms import LoadCheckedImage
 
         self.spatial_shape = [int(s) for s in spatial_shape]
         self.transform = Compose(
             [
-                LoadImage(image_only=True, reader="NibabelReader"),
+                # names the file when it is unreadable / truncated, not len(spatial_shape)-D, or holds NaN voxels
+                LoadCheckedImage(image_only=True, reader="NibabelReader", spatial_dims=len(self.spatial_shape)),
                 EnsureChannelFirst(),
                 ScaleIntensity(minv=0.0, maxv=1.0),
                 Resize(spatial_size=max(self.spatial_shape), size_mode="longest", mode="area"),
@@ -89,7 +92,10 @@ class NiftiVolumeLoader:
             raise FileNotFoundError(f"input volume {str(path)!r} does not exist.")
         if not path.name.endswith(NIFTI_SUFFIXES):
             raise ValueError(f"input volume {str(path)!r} is not a NIfTI file ({', '.join(NIFTI_SUFFIXES)}).")
-        img = self.transform(str(path))
+        try:
+            img = self.transform(str(path))
+        except RuntimeError as e:  # MONAI's Compose wraps the loader's error: report the loader's
+            raise (e.__cause__ if isinstance(e.__cause__, (ValueError, FileNotFoundError)) else e) from None
         if img.ndim != len(self.spatial_shape) + 1 or img.shape[0] != 1:
             raise ValueError(
                 f"input volume {str(path)!r} must be a one-channel {len(self.spatial_shape)}D image, "

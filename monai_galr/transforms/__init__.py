@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monai_galr.transforms.checked_load import LoadCheckedImage, LoadCheckedImaged, check_image_array
 from monai_galr.transforms.group import (
     GroupElement,
     GroupElementD,
@@ -32,6 +33,8 @@ __all__ = [
     "GroupElementD",
     "GroupElementDict",
     "GroupElementd",
+    "LoadCheckedImage",
+    "LoadCheckedImaged",
     "RandBlockOverlayD",
     "RandBlockOverlayDict",
     "RandBlockOverlayd",
@@ -39,5 +42,6 @@ __all__ = [
     "RandGroupElementD",
     "RandGroupElementDict",
     "RandGroupElementd",
+    "check_image_array",
     "composite",
 ]

@@ -20,6 +20,7 @@ import pytest
 import torch
 from monai.bundle import run
 
+from monai_galr.bundle_checks import BundleError
 from monai_galr.losses import GroupActionLoss
 
 BUNDLES = ("rotated_mnist_so2", "adrenal_ct_so3", "brain_mri_so3")
@@ -126,10 +127,10 @@ def test_resume_without_random_state_differs(tiny_bundle, tmp_path):
 @pytest.mark.parametrize("name", BUNDLES)
 def test_resume_from_missing_file_names_it(name, tiny_bundle, tmp_path):
     missing = tmp_path / "models" / "checkpoint_epoch=7.pt"
-    with pytest.raises(Exception) as info:  # noqa: PT011 - MONAI/ignite wrap the handler's error
+    with pytest.raises(BundleError) as info:  # check_training_start: before any data is read
         _train(tiny_bundle(name), tmp_path, max_epochs=1, resume_from=str(missing))
-    text = _error_text(info.value)
-    assert "FileNotFoundError" in text and str(missing) in text
+    assert f"resume_from {str(missing)!r} does not exist" in str(info.value)
+    assert not list(tmp_path.glob("logs/events.*"))  # stopped before the summary writer was built
 
 
 @pytest.mark.parametrize("name", BUNDLES)
@@ -142,11 +143,14 @@ def test_nan_loss_stops_training_and_keeps_checkpoints(name, tiny_bundle, tmp_pa
         saved.update({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in models.glob("*.pt")})
 
     loss_calls.update(nan_from=bundle.steps_per_epoch + 1, on_nan=snapshot)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING), pytest.raises(BundleError) as stopped:  # a stopped run is no success
         _train(bundle, tmp_path, max_epochs=3)
     assert loss_calls["n"] == bundle.steps_per_epoch + 1  # stopped at the first NaN step
     messages = [r.getMessage() for r in caplog.records if "NaN or infinite" in r.getMessage()]
     assert len(messages) == 1 and "epoch 2" in messages[0] and "resume_from" in messages[0], messages
+    # the inputs were finite: the message blames the optimisation, and the exit message repeats it
+    assert "The input batch is finite" in messages[0] and messages[0] in str(stopped.value)
+    assert "the run did not succeed" in str(stopped.value)
     assert sorted(saved) == ["checkpoint_epoch=1.pt", "model.pt"]
     now = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in models.glob("*.pt")}
     assert now == saved  # nothing written after the NaN, the earlier files byte-identical
@@ -171,13 +175,14 @@ def test_mismatched_or_code_carrying_checkpoint_is_refused(tiny_bundle, tmp_path
     _train(bundle, other, max_epochs=1, latent_channels=8)
     ckpt = other / "models" / "checkpoint_epoch=1.pt"
     with pytest.raises(Exception) as info:  # noqa: PT011 - MONAI/ignite wrap the handler's error
-        _train(bundle, tmp_path / "a", max_epochs=2, resume_from=str(ckpt))  # latent_channels 4
+        # (in the checkpoint's own folder: resuming elsewhere is refused before, see test_careless_use.py)
+        _train(bundle, tmp_path / "a", max_epochs=2, resume_from=str(ckpt), ckpt_dir=str(other / "models"))
     text = _error_text(info.value)
     assert str(ckpt) in text and "does not match the network" in text and "ald.alpha" in text, text
 
     marker, evil = tmp_path / "pwned", tmp_path / "evil.pt"
     torch.save({"model": _Payload(str(marker))}, evil)
-    with pytest.raises(Exception) as info:  # noqa: PT011
+    with pytest.raises(BaseException) as info:  # noqa: PT011 - BundleError from check_training_start
         _train(bundle, tmp_path / "b", max_epochs=1, resume_from=str(evil))
     text = _error_text(info.value)
     assert str(evil) in text and "not a weights-only checkpoint" in text, text
