@@ -145,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         log_path = os.path.join(vdir, "log.txt")
         timing_path = os.path.join(vdir, "train_seconds.json")
         if not os.path.isfile(os.path.join(vdir, "models", "model.pt")) or not os.path.isfile(timing_path):
+            # --overwrite True: this variant's folder holds no finished run (no model.pt or no timing): retrain it
             seconds = _run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", train_cfg,
-                            *dirs, *study[name], *common], log_path)
+                            *dirs, "--overwrite", "True", *study[name], *common], log_path)
             if not os.path.isfile(os.path.join(vdir, "models", "model.pt")):
                 raise SystemExit(f"training of {name!r} wrote no {os.path.join(vdir, 'models', 'model.pt')} (no "
                                  f"validation ran? check val_interval <= max_epochs), see {log_path}")

@@ -62,7 +62,8 @@ class BundleError(SystemExit):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"ERROR: {message}")
+        # Python prints ``code`` at exit; the leading newline ends a progress bar's unfinished line first
+        super().__init__(f"\nERROR: {message}")
         self.message = message
 
     def __str__(self) -> str:
@@ -109,7 +110,7 @@ def _sizes():
 
 
 def _bool():
-    return (lambda v: isinstance(v, (bool, np.bool_))), "true or false"
+    return (lambda v: isinstance(v, (bool, np.bool_))), "True or False (a bool; on the command line True, not true)"
 
 
 def _choice(*options: str):
@@ -410,7 +411,7 @@ def check_training_start(
                 f"ckpt_dir {shown!r} already holds {existing[:3]} (the shipped pretrained weights or an earlier run) "
                 f"and a new training run would replace them: train into a run folder (--ckpt_dir {run!r}), "
                 f"fine-tune with --init_from {os.path.join(shown, best_name)!r} and such a --ckpt_dir, continue a "
-                "run with --resume_from, or replace them with --overwrite true."
+                "run with --resume_from, or replace them with --overwrite True."
             )
     if is_rank0:
         for f in leftover_temporary_files(folder):

@@ -83,7 +83,7 @@ class TerminateOnNan:
         return (
             f"The input batch itself holds {int(bad.sum())} non-finite (NaN/inf) value(s) ({which}): a data problem, "
             "not the learning rate. Check the input files (unreadable, truncated or NaN voxels), exclude them (brain: "
-            "check_values true), and rerun."
+            "check_values True), and rerun."
         )
 
     def __call__(self, engine: Engine) -> None:

@@ -78,11 +78,11 @@ HYPER = [
     ("rotated_mnist_so2", "train_angles", "c8", "expected one of 'uniform', 'c4'"),
     ("adrenal_ct_so3", "eval_batch_size", 0, "expected an integer >= 1"),
     ("adrenal_ct_so3", "learning_rate", float("nan"), "expected a finite number > 0"),
-    ("adrenal_ct_so3", "amp", "yes", "expected true or false"),
+    ("adrenal_ct_so3", "amp", "yes", "expected True or False (a bool; on the command line True, not true)"),
     ("brain_mri_so3", "eval_repeats", 0, "expected an integer >= 1"),
     ("brain_mri_so3", "cache_num_workers", -1, "expected an integer >= 0"),
     ("brain_mri_so3", "spatial_size", [0, 8, 8], "expected a list of 2 or 3 integers >= 1"),
-    ("brain_mri_so3", "check_values", "no", "expected true or false"),
+    ("brain_mri_so3", "check_values", "no", "expected True or False (a bool; on the command line True, not true)"),
 ]
 
 
@@ -145,7 +145,7 @@ def test_fresh_run_never_replaces_existing_weights(existing, tmp_path):
     with pytest.raises(BundleError) as err:
         _run("rotated_mnist_so2", tmp_path, **MNIST_TINY)
     assert f"ckpt_dir {str(models)!r} already holds ['{existing}']" in str(err.value)
-    assert "--init_from" in str(err.value) and "--overwrite true" in str(err.value)
+    assert "--init_from" in str(err.value) and "--overwrite True" in str(err.value)
     assert (models / existing).read_bytes() == before and not list(tmp_path.glob("logs/events.*"))
 
 
@@ -227,6 +227,78 @@ def test_deploy_loader_names_the_bad_file(tmp_path):
         loader(_volume(tmp_path / "truncated.nii.gz", truncate=True))
 
 
+# ---- the mechanisms, one by one ------------------------------------------------------------------------------------
+def test_safe_disk_saver_names_file_and_folder_and_leaves_nothing(tmp_path):
+    import errno
+
+    from monai_galr.handlers import SafeDiskSaver
+
+    (tmp_path / "model.pt").write_bytes(b"old weights")
+    saver = SafeDiskSaver(tmp_path)
+
+    def full(obj, f, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(BundleError) as err:
+        saver._save_func({"x": torch.zeros(1)}, tmp_path / "model.pt", full)
+    assert str(err.value) == (
+        f"ERROR: cannot write checkpoint {str(tmp_path / 'model.pt')!r} in ckpt_dir {str(tmp_path)!r}: OSError: "
+        "[Errno 28] No space left on device. The files already in ckpt_dir are intact; free space (or fix the "
+        "folder), or choose another --ckpt_dir, then continue with --resume_from <the newest checkpoint_epoch=N.pt>.")
+    assert os.listdir(tmp_path) == ["model.pt"] and (tmp_path / "model.pt").read_bytes() == b"old weights"
+    saver._save_func({"x": torch.zeros(1)}, tmp_path / "model.pt", torch.save)  # a working save replaces it
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["x"].shape == (1,)
+    assert oct(os.stat(tmp_path / "model.pt").st_mode & 0o044) == oct(0o044)  # not mkstemp's private 0600
+    saver.remove("gone.pt")  # a file already gone is not an error
+
+
+@pytest.mark.parametrize("nan_input", [True, False])
+def test_nan_guard_tells_a_data_problem_from_a_diverged_run(nan_input):
+    from ignite.engine import Engine
+
+    from monai_galr.bundle_checks import check_run_completed
+    from monai_galr.handlers import TerminateOnNan
+
+    image = torch.ones(3, 1, 4, 4)
+    if nan_input:
+        image[1, 0, 2, 2] = float("nan")
+    batch = {"image": image, "subject": ["OAS1_0001", "OAS1_0002", "OAS1_0003"]}
+    engine = Engine(lambda e, b: {"loss": torch.tensor(float("nan")), "image": b["image"]})
+    TerminateOnNan().attach(engine)
+    engine.run([batch, batch], max_epochs=2)
+    assert engine.state.iteration == 1
+    with pytest.raises(BundleError) as err:
+        check_run_completed(engine)
+    if nan_input:
+        assert "holds 1 non-finite (NaN/inf) value(s) (subject OAS1_0002): a data problem, not the learning rate" in (
+            str(err.value))
+    else:
+        assert "The input batch is finite, so the optimisation diverged" in str(err.value)
+        assert "lower learning_rate" in str(err.value)
+    finished = Engine(lambda e, b: {"loss": torch.tensor(1.0)})
+    finished.run([batch], max_epochs=1)
+    assert check_run_completed(finished)
+
+
+def test_error_report_skips_monai_wrappers():
+    try:
+        try:
+            try:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            except EOFError as e:
+                raise ValueError("image file '/d/s1.nii.gz' cannot be read: EOFError: ...") from e
+        except ValueError as e:
+            raise RuntimeError("applying transform <LoadCheckedImaged>") from e
+    except RuntimeError as e:
+        try:
+            raise RuntimeError("Failed to instantiate component 'monai.data.CacheDataset' with keywords: data") from e
+        except RuntimeError as outer:
+            error, components = root_error(outer)
+    assert isinstance(error, ValueError) and "s1.nii.gz" in str(error)  # the clear error, not the library's EOFError
+    assert components == ["monai.data.CacheDataset"]
+
+
 # ---- the real command lines: exit status and last line --------------------------------------------------------------
 _DISK_FULL = """
 import errno, sys, torch
@@ -293,3 +365,35 @@ def test_last_line(name, tmp_path):
     # the error is shown once: no traceback for a BundleError, at most the real error's for the others
     assert proc.stderr.count("Traceback (most recent call last)") <= 1, proc.stderr[-6000:]
     print(f"{name}: {last}")
+
+
+# ---- torchrun: a NaN or a failed save on one rank stops every rank, promptly, with the message -----------------------
+TORCHRUN = {
+    # rank 1 alone sees a NaN batch: both ranks stop at iteration 1 (not at the process group's 30 min timeout)
+    "nan_on_rank1": (["--overlay_train",
+                      "$[monai.transforms.Lambdad(keys='image', func=lambda x: x * float('nan') if "
+                      "torch.distributed.get_rank() == 1 else x)]"],
+                     ["stopped because of rank 1: TerminateOnNan", "a data problem, not the learning rate"]),
+    # rank 0 alone writes checkpoints: its periodic save fails (a torch.save error), every rank stops after epoch 1
+    "save_fails_on_rank0": (["--checkpoint_saver#save_handler#pickle_module", "$None"],
+                            ["training stopped at epoch 1: cannot write checkpoint", "checkpoint_epoch=1.pt", "(rank 0)"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TORCHRUN))
+def test_torchrun_one_rank_fails_every_rank_stops(name, tmp_path):
+    extra, fragments = TORCHRUN[name]
+    configs = _configs("rotated_mnist_so2")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           "--max_restarts", "0", "-m", "monai.bundle", "run", "training", "--config_file",
+           repr([str(configs / "train.yaml"), str(configs / "multi_gpu_train.yaml")]), "--bundle_root", str(tmp_path),
+           *_tiny(max_epochs=3), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0, proc.stderr[-3000:]
+    ends = [line for line in proc.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert len(ends) == 2, proc.stderr[-6000:]  # every rank ends with the message (torchrun's summary follows)
+    assert all(f in line for f in fragments for line in ends), ends
+    assert "timed out" not in proc.stderr.lower() and "Timeout" not in proc.stderr
+    assert not list(tmp_path.glob("models/checkpoint_epoch=2.pt"))
+    print(f"{name}: {ends[0]}")
