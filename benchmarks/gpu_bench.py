@@ -23,7 +23,8 @@ subjects of ``monai_galr.data.make_demo_oasis``, from nilearn's MNI152 template)
 
 The network, loss and optimizer are the bundle's ``train.yaml`` entries (``network_def``, ``loss``,
 ``optimizer``, ``batch_size``, read with ``monai.bundle.ConfigParser``), with ``action`` and ``spatial_size`` set
-per run. The same command runs on one GPU (``--device cuda``) and on the CPU; a tiny ``--size`` makes it a smoke
+per run (a numeric ``harmonic_max_radius``, in latent voxels of the bundle's own ``spatial_size``, is scaled to the
+benchmark size so that the shells cover the same share of the grid). The same command runs on one GPU (``--device cuda``) and on the CPU; a tiny ``--size`` makes it a smoke
 test (``tests/benchmarks/test_gpu_bench.py``).
 
 Examples (from the repository root)::
@@ -50,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 FULL_SIZES = {"brain_mri_so3": (160, 192, 224), "adrenal_ct_so3": (64, 64, 64)}
 VARIANTS = ("plain", "grid", "harmonic")
 PRECISIONS = ("fp32", "bf16")
+HARMONIC_KEYS = ("harmonic_radii", "harmonic_lmax", "harmonic_angles", "harmonic_max_radius")
 
 __all__ = ["FULL_SIZES", "build", "main", "parse_size", "run_one", "synthetic_volumes"]
 
@@ -98,7 +100,12 @@ def build(bundle: Path, action: str, size: tuple[int, int, int], device: str) ->
     parser["bundle_root"] = str(bundle)
     parser["device"] = f"$torch.device({device!r})"
     parser["action"] = action
+    own_size = parser["spatial_size"] if "spatial_size" in parser else None
     parser["spatial_size"] = list(size)
+    radius = parser["harmonic_max_radius"] if "harmonic_max_radius" in parser else None
+    if isinstance(radius, (int, float)) and not isinstance(radius, bool) and isinstance(own_size, list):
+        # in latent voxels of the bundle's own grid: keep the same share of the grid at the benchmark size
+        parser["harmonic_max_radius"] = float(radius) * min(n / float(o) for n, o in zip(size, own_size))
     if action == "harmonic" and "spatial_size" not in parser["network_def"]:  # the harmonic grid is fixed on it
         parser["network_def"]["spatial_size"] = "@spatial_size"
     try:
@@ -107,7 +114,8 @@ def build(bundle: Path, action: str, size: tuple[int, int, int], device: str) ->
         if action not in str(e):
             raise
         raise ValueError(f"--actions {action}: the network rejects action {action!r} here: {e}") from e
-    entries = {k: parser[k] for k in ("channels", "strides", "latent_channels", "batch_size") if k in parser}
+    keys = ("channels", "strides", "latent_channels", "batch_size") + (HARMONIC_KEYS if action == "harmonic" else ())
+    entries = {k: parser[k] for k in keys if k in parser}
     return network, parser.get_parsed_content("loss"), parser.get_parsed_content("optimizer"), entries
 
 

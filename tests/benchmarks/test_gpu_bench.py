@@ -23,6 +23,12 @@ TINY = ["--device", "cpu", "--steps", "2", "--warmup", "1", "--train_volumes", "
         "--eval_rotations", "1", "--num_threads", "1"]
 
 
+def _train_yaml(bundle: str) -> dict:
+    from monai.bundle import ConfigParser
+
+    return ConfigParser.load_config_file(str(REPO / "bundles" / bundle / "configs" / "train.yaml"))
+
+
 def _module():
     spec = importlib.util.spec_from_file_location("gpu_bench", REPO / "benchmarks" / "gpu_bench.py")
     mod = importlib.util.module_from_spec(spec)
@@ -44,44 +50,55 @@ def test_adrenal_all_variants_and_precisions(tmp_path, capsys):
     argv = TINY + ["--bundles", "adrenal_ct_so3", "--size", "8", "--isolate", "no", "--json", str(out), "--actions"]
     assert gb.main(argv + actions) == 0
     rows = json.loads(out.read_text())
+    own = _train_yaml("adrenal_ct_so3")
     assert [(r["variant"], r["precision"]) for r in rows] == [
         (v, p) for p in ("fp32", "bf16") for v in ["plain", *actions]
     ]
     for r in rows:
-        assert r["bundle"] == "adrenal_ct_so3" and r["size"] == "8x8x8" and r["batch"] == 4  # train.yaml batch_size
+        assert r["bundle"] == "adrenal_ct_so3" and r["size"] == "8x8x8" and r["batch"] == own["batch_size"]
         assert r["vol_per_s"] > 0 and r["step_ms"] > 0 and r["peak_mb"] > 0
         assert r["peak_kind"] == "process peak RSS"
         assert math.isfinite(r["psnr_rotated"]) and math.isfinite(r["psnr_identity"]) and 0 < r["psnr_identity"] < 80
         assert 0.0 <= r["varying_fraction"] <= 1.0 and math.isfinite(r["final_loss"])
-        assert r["entries"]["channels"] == [16, 32] and r["entries"]["strides"] == [2, 1]
+        assert r["entries"]["channels"] == own["channels"] and r["entries"]["strides"] == own["strides"]
     table = capsys.readouterr().out
-    assert "| adrenal_ct_so3 | 8x8x8 | 4 | plain | fp32 |" in table and "| 1.00 |" in table
+    assert f"| adrenal_ct_so3 | 8x8x8 | {own['batch_size']} | plain | fp32 |" in table and "| 1.00 |" in table
     grid = next(r for r in rows if r["variant"] == "grid" and r["precision"] == "fp32")
     plain = next(r for r in rows if r["variant"] == "plain" and r["precision"] == "fp32")
     assert f"| {grid['step_ms'] / plain['step_ms']:.2f} |" in table  # the ratio is grid over plain
-    assert grid["latent_numel_per_voxel"] == pytest.approx(16 / 8)  # 16 channels on a 4^3 grid over 8^3 voxels
+    stride = math.prod(own["strides"])  # the grid latent: latent_channels on the image grid / stride per axis
+    assert grid["latent_numel_per_voxel"] == pytest.approx(own["latent_channels"] / stride**3)
 
 
 @pytest.mark.skipif(not HARMONIC, reason="monai_galr has no harmonic action yet")
 def test_build_sets_the_action_and_size_from_the_bundle():
     gb = _module()
     net, loss, opt, entries = gb.build(REPO / "bundles" / "adrenal_ct_so3", "harmonic", (8, 8, 8), "cpu")
-    assert net.is_harmonic and net.spatial_size == (8, 8, 8) and entries["latent_channels"] == 16
+    own = _train_yaml("adrenal_ct_so3")
+    assert net.is_harmonic and net.spatial_size == (8, 8, 8) and entries["latent_channels"] == own["latent_channels"]
+    radius = own.get("harmonic_max_radius")
+    if isinstance(radius, (int, float)):  # in latent voxels of the bundle's 64^3 grid: scaled to the 8^3 benchmark
+        assert entries["harmonic_max_radius"] == pytest.approx(radius * 8 / own["spatial_size"][0])
     assert type(loss).__name__ == "GroupActionLoss" and isinstance(opt, torch.optim.Optimizer)
     grid, *_ = gb.build(REPO / "bundles" / "brain_mri_so3", "grid", (16, 16, 16), "cpu")
-    assert not grid.is_harmonic and list(grid.channels) == [16, 32]
+    assert not grid.is_harmonic and list(grid.channels) == _train_yaml("brain_mri_so3")["channels"]
 
 
-def test_brain_in_its_own_process(tmp_path):
-    """The isolated path (one process per run, its peak RSS) and the brain's demo data."""
+def test_brain_and_the_isolated_path(tmp_path):
+    """The brain's demo data in process; one run in its own process (``--isolate yes``: its own peak RSS)."""
     gb = _module()
     out = tmp_path / "rows.json"
-    argv = TINY + ["--bundles", "brain_mri_so3", "--size", "8x8x12", "--actions", "grid", "--no_plain",
-                   "--precisions", "fp32", "--isolate", "yes", "--json", str(out)]
-    assert gb.main(argv) == 0
+    argv = TINY + ["--size", "8x8x12", "--actions", "grid", "--no_plain", "--precisions", "fp32", "--json", str(out)]
+    assert gb.main(argv + ["--bundles", "brain_mri_so3", "--isolate", "no"]) == 0
     (row,) = json.loads(out.read_text())
-    assert row["bundle"] == "brain_mri_so3" and row["size"] == "8x8x12" and row["batch"] == 2
-    assert row["variant"] == "grid" and row["peak_mb"] > 0 and math.isfinite(row["psnr_rotated"])
+    own = _train_yaml("brain_mri_so3")
+    assert row["bundle"] == "brain_mri_so3" and row["size"] == "8x8x12" and row["batch"] == own["batch_size"]
+    stride = math.prod(own["strides"])
+    assert row["latent_numel_per_voxel"] == pytest.approx(own["latent_channels"] / stride**3)
+    assert gb.main(argv + ["--bundles", "adrenal_ct_so3", "--isolate", "yes"]) == 0
+    (iso,) = json.loads(out.read_text())
+    assert iso["bundle"] == "adrenal_ct_so3" and iso["variant"] == "grid" and iso["peak_mb"] > 0
+    assert math.isfinite(iso["psnr_rotated"]) and iso["vol_per_s"] > 0
 
 
 def test_synthetic_volumes_are_in_range():
