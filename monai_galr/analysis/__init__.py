@@ -16,7 +16,16 @@ from monai_galr.analysis.magnitudes import (
     rotation_set,
     run_latent_magnitudes,
 )
-from monai_galr.analysis.probes import check_labels, extract_features, linear_probe, probe_table, run_probes
+from monai_galr.analysis.probes import (
+    block_position_target,
+    check_grid,
+    check_labels,
+    extract_features,
+    item_key_target,
+    linear_probe,
+    probe_table,
+    run_probes,
+)
 from monai_galr.analysis.swap import run_latent_swap, swap_latents
 from monai_galr.analysis.sweep import check_taus, collect_variant_results, run_sweep, tau_sweep_figure, variant_table
 from monai_galr.analysis.utils import write_outputs_atomic
@@ -36,6 +45,9 @@ __all__ = [
     "run_latent_magnitudes",
     "run_latent_swap",
     "run_probes",
+    "block_position_target",
+    "check_grid",
+    "item_key_target",
     "run_sweep",
     "swap_latents",
     "tau_sweep_figure",

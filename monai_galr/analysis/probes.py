@@ -1,22 +1,40 @@
 """Linear probes: how much class information the pooled latent ``z`` and its parts ``z_v`` / ``z_i`` carry.
 
-A logistic regression (scikit-learn, standardized features, seeded) is fitted on spatially pooled features of the
-train split and scored on the test split: accuracy, macro precision / recall / F1 and the one-vs-rest AUC.
+A logistic regression (scikit-learn, standardized features, seeded) is fitted on pooled features of the train split
+and scored on the test split: accuracy, macro precision / recall / F1 and the one-vs-rest AUC.
+
+Pooling: global (one number per channel, ``grid=None``) measures mostly the pooling; ``grid=(8, 8)`` (2D) or
+``(4, 4, 4)`` (3D) pools each channel to a coarse grid (adaptive average / max pooling) and keeps where things are.
+A harmonic latent ``(B, L, S, M)`` (coefficients, not a map) is flattened as it is, with no pooling.  Beside the
+class label, ``targets`` probes other properties of the items (on localized data: the block position, the
+background), to show *what* each part of the split holds.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from monai_galr.analysis.utils import check_items, iterate_batches, prepare_network, unwrap, write_outputs_atomic
 
-__all__ = ["FEATURE_PARTS", "POOLINGS", "check_labels", "extract_features", "linear_probe", "probe_table", "run_probes"]
+__all__ = [
+    "FEATURE_PARTS",
+    "POOLINGS",
+    "block_position_target",
+    "check_grid",
+    "check_labels",
+    "extract_features",
+    "item_key_target",
+    "linear_probe",
+    "probe_table",
+    "run_probes",
+]
 
 FEATURE_PARTS = ("z", "z_v", "z_i")
 POOLINGS = ("avg", "max")
@@ -52,16 +70,99 @@ def check_labels(items: Any, name: str, hint: str = "") -> list[Mapping]:
     return items
 
 
-def _pool(t: torch.Tensor, pools: tuple[str, ...]) -> torch.Tensor:
-    """``(B, K, *spatial)`` -> ``(B, K * len(pools))``."""
-    flat = t.flatten(2)
+def check_grid(grid: Sequence[int] | None, latent_spatial: Sequence[int] | None = None) -> tuple[int, ...] | None:
+    """``grid`` (the probe grid, config entry ``probe_grid``) as a tuple, checked against the latent grid.
+
+    Raises:
+        ValueError: not None or a sequence of positive ints; a length that is not the latent's number of spatial
+            dims; a cell count larger than the latent along any axis (the message gives both shapes).
+    """
+    if grid is None:
+        return None
+    if isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence) or not grid or any(
+        isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 for g in grid
+    ):
+        raise ValueError(f"probe_grid must be null or a list of positive ints (e.g. [8, 8], [4, 4, 4]), got {grid!r}.")
+    grid = tuple(int(g) for g in grid)
+    if latent_spatial is not None:
+        latent_spatial = tuple(int(v) for v in latent_spatial)
+        if len(grid) != len(latent_spatial):
+            raise ValueError(
+                f"probe_grid {list(grid)} has {len(grid)} entries but the latent grid {list(latent_spatial)} has "
+                f"{len(latent_spatial)} spatial dims."
+            )
+        if any(g > v for g, v in zip(grid, latent_spatial)):
+            raise ValueError(
+                f"probe_grid {list(grid)} is larger than the latent grid {list(latent_spatial)}: each entry must be "
+                "<= the latent size along that axis."
+            )
+    return grid
+
+
+def _pool(t: torch.Tensor, pools: tuple[str, ...], grid: tuple[int, ...] | None = None,
+          flatten: bool = False) -> torch.Tensor:
+    """``(B, K, *spatial)`` -> ``(B, K * len(pools) * prod(grid))`` (``grid=None``: global pooling); ``flatten``:
+    ``(B, K * prod(rest))`` with no pooling (harmonic coefficients)."""
+    if flatten:
+        return t.flatten(1)
+    if t.shape[1] == 0:
+        return t.new_zeros(t.shape[0], 0)
     feats = []
     for p in pools:
-        if flat.shape[1] == 0:
-            feats.append(flat.new_zeros(flat.shape[0], 0))
-        else:
+        if grid is None:
+            flat = t.flatten(2)
             feats.append(flat.mean(-1) if p == "avg" else flat.amax(-1))
+        else:
+            d = len(grid)
+            fn = {("avg", 2): F.adaptive_avg_pool2d, ("avg", 3): F.adaptive_avg_pool3d,
+                  ("max", 2): F.adaptive_max_pool2d, ("max", 3): F.adaptive_max_pool3d}[(p, d)]
+            feats.append(fn(t, grid).flatten(1))
     return torch.cat(feats, dim=1)
+
+
+def item_key_target(key: str) -> Callable[[Mapping], int]:
+    """A probe target read from each item: ``int(item[key])`` (e.g. ``"background_id"``)."""
+
+    def target(item: Mapping) -> int:
+        if key not in item:
+            raise ValueError(f"probe target {key!r}: an item has no {key!r} key (keys: {sorted(map(str, item))}).")
+        return int(np.asarray(item[key]).reshape(-1)[0])
+
+    target.__name__ = key
+    return target
+
+
+def block_position_target(
+    spatial_shape: Sequence[int], block_size: int | Sequence[int], cells: int = 3, key: str = "block_corner"
+) -> Callable[[Mapping], int]:
+    """A probe target: which of ``cells ** d`` equal parts of the range of block corners holds ``item[key]``.
+
+    The corner of a block of ``block_size`` in an image of ``spatial_shape`` ranges over
+    ``0 .. spatial_shape - block_size`` per axis; each axis is cut into ``cells`` equal intervals and the class is
+    the cell index (row-major), e.g. 9 classes in 2D with ``cells=3``.
+
+    Raises:
+        ValueError: ``cells`` < 1, a block larger than the image; at call time an item without ``key``.
+    """
+    shape = tuple(int(v) for v in spatial_shape)
+    block = (int(block_size),) * len(shape) if isinstance(block_size, (int, np.integer)) else tuple(block_size)
+    if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
+        raise ValueError(f"cells must be a positive int, got {cells!r}.")
+    if len(block) != len(shape) or any(b > s for b, s in zip(block, shape)):
+        raise ValueError(f"block_size {block_size!r} does not fit the image {shape}.")
+    ranges = [s - b + 1 for s, b in zip(shape, block)]
+
+    def target(item: Mapping) -> int:
+        if key not in item:
+            raise ValueError(f"probe target block_position: an item has no {key!r} (keys: {sorted(map(str, item))}).")
+        corner = np.asarray(item[key]).reshape(-1)
+        idx = 0
+        for c, r in zip(corner, ranges):
+            idx = idx * cells + min(int(c) * cells // r, cells - 1)
+        return idx
+
+    target.__name__ = "block_position"
+    return target
 
 
 @torch.no_grad()
@@ -74,33 +175,41 @@ def extract_features(
     view: str = "input",
     device: Any = None,
     name: str = "items",
+    grid: Sequence[int] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Pooled ``z``, ``z_v`` and ``z_i`` of every item (eval mode, batched, no gradients).
 
     ``z = network.encode(x)``; ``(z_v, z_i) = network.split(z)``; only the channels of each part are kept
-    (``z_v``: the ALD mask's varying channels, ``z_i`` the others), then pooled over space.
+    (``z_v``: the ALD mask's varying channels, ``z_i`` the others), then pooled over space: globally
+    (``grid=None``) or per channel to ``grid`` cells.  A harmonic latent (``network.is_harmonic``: ``(B, L, S, M)``
+    coefficients) is flattened as it is, whatever ``pooling`` / ``grid`` say.
 
     Args:
         network: a ``GroupActionAutoEncoder`` (already loaded; see :func:`run_probes`).
         items: data dicts with ``"image"`` and ``"label"`` (and ``"rotation"`` for ``view="rotated"``).
         transform: preprocessing of the items (padding, overlays).
         batch_size: images per forward pass.
-        pooling: ``"avg"`` (global average), ``"max"`` or both (concatenated).
+        pooling: ``"avg"`` (average), ``"max"`` or both (concatenated).
         view: ``"input"`` (features of ``x``) or ``"rotated"`` (of ``T_R x``, with the items' fixed rotations).
         device: the network's device.
         name: the items' name in error messages.
+        grid: None (global pooling: one number per channel) or the cells per spatial axis, e.g. ``(8, 8)``.
 
     Returns:
-        ``({"z": (N, L*P), "z_v": (N, L_v*P), "z_i": (N, L_i*P)}, labels (N,))``, float64 / int64 numpy arrays.
+        ``({"z": (N, L*P*G), "z_v": (N, L_v*P*G), "z_i": (N, L_i*P*G)}, labels (N,))``, float64 / int64 numpy
+        arrays (``G = prod(grid)``, 1 for global pooling).
 
     Raises:
-        ValueError: an item has no ``"label"`` (the message names ``name``), bad ``pooling`` / ``view``.
+        ValueError: an item has no ``"label"`` (the message names ``name``), bad ``pooling`` / ``view``, a ``grid``
+            larger than the latent grid (both shapes named).
     """
     pools = _check_pooling(pooling)
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}.")
     items = check_items(items, name, require=("image", "label") + (("rotation",) if view == "rotated" else ()))
+    grid = check_grid(grid)
     core = unwrap(network)
+    harmonic = bool(getattr(core, "is_harmonic", False))
     mask = core.ald.hard_mask().detach().cpu().bool()
     feats: dict[str, list[torch.Tensor]] = {k: [] for k in FEATURE_PARTS}
     labels = []
@@ -111,10 +220,13 @@ def extract_features(
             x = batch["target"] if view == "rotated" else batch["x"]
             z = core.encode(x)
             z_v, z_i = core.split(z)
+            if grid is not None and not harmonic:
+                check_grid(grid, z.shape[2:])
             z, z_v, z_i = z.double(), z_v.double(), z_i.double()  # pool in float64: identical parts, identical features
-            feats["z"].append(_pool(z, pools).cpu())
-            feats["z_v"].append(_pool(z_v[:, mask.to(z.device)], pools).cpu())
-            feats["z_i"].append(_pool(z_i[:, (~mask).to(z.device)], pools).cpu())
+            kw = dict(grid=grid, flatten=harmonic)
+            feats["z"].append(_pool(z, pools, **kw).cpu())
+            feats["z_v"].append(_pool(z_v[:, mask.to(z.device)], pools, **kw).cpu())
+            feats["z_i"].append(_pool(z_i[:, (~mask).to(z.device)], pools, **kw).cpu())
             labels.append(batch["label"].cpu())
     finally:
         core.train(was_training)
@@ -239,6 +351,8 @@ def run_probes(
     protocol: str = "",
     filename: str = "probes",
     label_hint: str = "",
+    grid: Sequence[int] | None = None,
+    targets: Mapping[str, Callable[[Mapping], int]] | None = None,
 ) -> dict[str, Any]:
     """The probe study (runner ``probe``): features of both splits, one probe per part, JSON and Markdown.
 
@@ -257,6 +371,11 @@ def run_probes(
         filename: base name of the two files.
         label_hint: appended to the error raised for items without a ``"label"`` (how this bundle's data can
             supply labels).
+        grid: the probe grid (``probe_grid``): None for global pooling, e.g. ``(8, 8)`` / ``(4, 4, 4)``; ignored
+            for a harmonic latent (flattened coefficients).
+        targets: other properties to probe, ``{name: item -> int}`` (e.g. :func:`block_position_target`,
+            :func:`item_key_target`), each on z / z_v / z_i like the class label; results under
+            ``out["targets"][name]`` and one more table each.
 
     Returns:
         the results (NaN where undefined; ``null`` in the JSON file).
@@ -274,7 +393,12 @@ def run_probes(
     train_items = check_labels(train_items, "train_items", label_hint)
     test_items = check_labels(test_items, "test_items", label_hint)
     core = prepare_network(network, ckpt_path, device)
-    kw = dict(transform=transform, batch_size=batch_size, pooling=pooling, view=view, device=device)
+    grid = check_grid(grid)
+    targets = dict(targets or {})
+    for tname, fn in targets.items():
+        if not callable(fn):
+            raise ValueError(f"probe target {tname!r} must be a callable item -> int, got {type(fn).__name__}.")
+    kw = dict(transform=transform, batch_size=batch_size, pooling=pooling, view=view, device=device, grid=grid)
     train_f, train_y = extract_features(core, train_items, name="train_items", **kw)
     test_f, test_y = extract_features(core, test_items, name="test_items", **kw)
     mask = core.ald.hard_mask().detach().cpu()
@@ -284,10 +408,25 @@ def run_probes(
     for part in FEATURE_PARTS:
         r = linear_probe(train_f[part], train_y, test_f[part], test_y, seed=seed, c=c, max_iter=max_iter)
         results[part] = {**r, "channels": channels[part]}
+    target_results: dict[str, dict[str, Any]] = {}
+    for tname, fn in targets.items():
+        ty_train = np.asarray([fn(d) for d in train_items], dtype=np.int64)
+        ty_test = np.asarray([fn(d) for d in test_items], dtype=np.int64)
+        target_results[tname] = {}
+        for part in FEATURE_PARTS:
+            r = linear_probe(train_f[part], ty_train, test_f[part], ty_test, seed=seed, c=c, max_iter=max_iter)
+            target_results[tname][part] = {**r, "channels": channels[part]}
     pools = _check_pooling(pooling)
+    harmonic = bool(getattr(core, "is_harmonic", False))
+    if harmonic:
+        feature_txt = "flattened harmonic coefficients (no pooling)"
+    elif grid is not None:
+        feature_txt = f"{'+'.join(pools)}-pooled to a {'x'.join(map(str, grid))} grid per channel"
+    else:
+        feature_txt = f"globally {'+'.join(pools)}-pooled (one number per channel)"
     full_protocol = (
-        f"logistic regression (StandardScaler + LogisticRegression, C={c}, seed {seed}) on "
-        f"{'+'.join(pools)}-pooled latent features of the {view} images; fitted on {len(train_items)} train "
+        f"logistic regression (StandardScaler + LogisticRegression, C={c}, seed {seed}) on latent features "
+        f"{feature_txt} of the {view} images; fitted on {len(train_items)} train "
         f"images, scored on {len(test_items)} test images; scores in %, AUC one-vs-rest macro"
     )
     if protocol:
@@ -296,6 +435,9 @@ def run_probes(
         "probes": results,
         "protocol": full_protocol,
         "pooling": list(pools),
+        "grid": None if grid is None or harmonic else list(grid),
+        "features": feature_txt,
+        "targets": target_results,
         "view": view,
         "num_train": len(train_items),
         "num_test": len(test_items),
@@ -308,6 +450,8 @@ def run_probes(
     }
     mask_line = f"Mask: {n_v}/{mask.numel()} varying channels ({core.ald.partition}, tau {core.ald.tau})"
     table = probe_table(results, f"{full_protocol}. {mask_line}.")
+    for tname, res in target_results.items():
+        table += f"\nTarget `{tname}` (instead of the class label):\n\n" + probe_table(res)
     write_outputs_atomic(output_dir, {f"{filename}.md": table, f"{filename}.json": out})
     logging.getLogger(__name__).info("\n" + table)
     return out

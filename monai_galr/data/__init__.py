@@ -13,14 +13,18 @@ from monai_galr.data.adrenal import (
     adrenal_splits,
     default_synthetic_dir,
     ensure_synthetic_adrenal,
+    ensure_synthetic_backgrounds,
     load_adrenal_arrays,
+    load_backgrounds,
     load_adrenal_npz,
 )
 from monai_galr.data.adrenal_synthetic import (
     FIELD_OF_VIEW_MM,
     make_synthetic_adrenal,
+    make_synthetic_backgrounds,
     save_synthetic_adrenal_nifti,
     synthetic_adrenal_volume,
+    synthetic_anatomy_background,
 )
 from monai_galr.data.oasis import (
     OASIS_IMAGE,
@@ -55,11 +59,15 @@ __all__ = [
     "adrenal_splits",
     "default_synthetic_dir",
     "ensure_synthetic_adrenal",
+    "ensure_synthetic_backgrounds",
     "load_adrenal_arrays",
+    "load_backgrounds",
     "load_adrenal_npz",
     "make_synthetic_adrenal",
+    "make_synthetic_backgrounds",
     "save_synthetic_adrenal_nifti",
     "synthetic_adrenal_volume",
+    "synthetic_anatomy_background",
     # OASIS-1 (brain_mri_so3)
     "OASIS_IMAGE",
     "OASIS_SHAPE",

@@ -30,7 +30,9 @@ __all__ = [
     "adrenal_splits",
     "default_synthetic_dir",
     "ensure_synthetic_adrenal",
+    "ensure_synthetic_backgrounds",
     "load_adrenal_arrays",
+    "load_backgrounds",
     "load_adrenal_npz",
 ]
 
@@ -299,3 +301,44 @@ def adrenal_splits(
         len(out["test"]),
     )
     return out
+
+
+def ensure_synthetic_backgrounds(
+    cache_dir: str | os.PathLike | None = None, num_backgrounds: int = 4, size: int = 64, seed: int = 0
+) -> str:
+    """Path of an npz of synthetic anatomy backgrounds for these arguments, generated once (atomically).
+
+    The file is ``cache_dir/backgrounds_v1_k{K}_seed{seed}_{size}.npz`` (keys ``backgrounds``, ``background_masks``,
+    see :func:`~monai_galr.data.make_synthetic_backgrounds`).
+    """
+    from monai_galr.data.adrenal_synthetic import make_synthetic_backgrounds
+
+    root = default_synthetic_dir() if cache_dir is None else os.fspath(cache_dir)
+    path = os.path.join(root, f"backgrounds_v1_k{int(num_backgrounds)}_seed{int(seed)}_{int(size)}.npz")
+    if not os.path.isfile(path):
+        logger.warning("generating %d synthetic anatomy backgrounds (once) in %s ...", num_backgrounds, path)
+        make_synthetic_backgrounds(path, num_backgrounds=num_backgrounds, size=size, seed=seed)
+    return path
+
+
+def load_backgrounds(path: str | os.PathLike, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(backgrounds, masks)`` from a backgrounds npz: float32 ``(K, 1, S, S, S)`` in [0, 1].
+
+    Raises:
+        ValueError: the file lacks ``backgrounds`` / ``background_masks``, they are not ``uint8 (K, S, S, S)`` of one
+            shape, or their cube edge is not ``size`` (the volume's: a background must match the volume).
+    """
+    with open_npz(os.fspath(path), ("backgrounds", "background_masks"), what="the backgrounds ") as npz:
+        layers, masks = np.asarray(npz["backgrounds"]), np.asarray(npz["background_masks"])
+    for name, a in (("backgrounds", layers), ("background_masks", masks)):
+        if a.dtype != np.uint8 or a.ndim != 4 or len(set(a.shape[1:])) != 1 or a.shape[0] < 1:
+            raise ValueError(f"{os.fspath(path)!r} key {name!r}: expected uint8 (K, S, S, S), got {a.dtype} {a.shape}.")
+    if layers.shape != masks.shape:
+        raise ValueError(f"{os.fspath(path)!r}: backgrounds {layers.shape} and background_masks {masks.shape} differ.")
+    if size is not None and layers.shape[1] != int(size):
+        raise ValueError(
+            f"{os.fspath(path)!r}: the backgrounds are {layers.shape[1]}^3 but the volumes are {int(size)}^3: a "
+            "background must match the volume (spatial_size)."
+        )
+    scale = np.float32(255.0)
+    return layers.astype(np.float32)[:, None] / scale, masks.astype(np.float32)[:, None] / scale

@@ -30,7 +30,14 @@ from scipy.ndimage import gaussian_filter
 from monai_galr.data.io import atomic_output
 from monai_galr.groups import quaternion_to_matrix
 
-__all__ = ["FIELD_OF_VIEW_MM", "make_synthetic_adrenal", "save_synthetic_adrenal_nifti", "synthetic_adrenal_volume"]
+__all__ = [
+    "FIELD_OF_VIEW_MM",
+    "make_synthetic_adrenal",
+    "make_synthetic_backgrounds",
+    "save_synthetic_adrenal_nifti",
+    "synthetic_adrenal_volume",
+    "synthetic_anatomy_background",
+]
 
 logger = logging.getLogger("monai_galr.data")
 
@@ -243,4 +250,63 @@ def save_synthetic_adrenal_nifti(path: str | os.PathLike, size: int = 64, seed: 
     with atomic_output(path, prefix=".synthetic-", suffix=suffix) as tmp:
         affine = np.diag([FIELD_OF_VIEW_MM / size] * 3 + [1.0])
         nib.save(nib.Nifti1Image(vol.astype(np.float32) / np.float32(255.0), affine), tmp)
+    return path
+
+
+def synthetic_anatomy_background(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed surrounding anatomy for the localized-action overlay: ``(layer, mask)``, float32 ``(S, S, S)`` in [0, 1].
+
+    Three soft structures in the same 64 mm field of view as the shapes, placed around the centre (where the
+    adrenal shape rotates) so that they overlap its outer part: a kidney-like ellipsoid (intensity 0.55) on one
+    side, a vessel (a cylinder along the third axis, 0.75) on another, a vertebra-like ellipsoid (0.4) behind.
+    ``mask`` is the occupancy (where the background shows), ``layer`` the intensity there; the model input is
+    ``mask * layer + (1 - mask) * shape`` (:func:`monai_galr.transforms.composite`), the background does not rotate.
+    """
+    size = _check_int(size, "size", 8)
+    vox = FIELD_OF_VIEW_MM / size
+    c = (np.arange(size) + 0.5) * vox - FIELD_OF_VIEW_MM / 2
+    x, y, z = np.meshgrid(c, c, c, indexing="ij")
+    side = rng.choice([-1.0, 1.0])
+    structures = []
+    # kidney: ellipsoid at 20-24 mm from the centre
+    kc = (side * rng.uniform(20.0, 24.0), rng.uniform(-6.0, 6.0), rng.uniform(-6.0, 6.0))
+    kr = (rng.uniform(7.0, 9.0), rng.uniform(10.0, 13.0), rng.uniform(14.0, 18.0))
+    structures.append((((x - kc[0]) / kr[0]) ** 2 + ((y - kc[1]) / kr[1]) ** 2 + ((z - kc[2]) / kr[2]) ** 2 <= 1, 0.55))
+    # vessel: a cylinder along the third axis, on the other side
+    vc = (-side * rng.uniform(12.0, 18.0), rng.choice([-1.0, 1.0]) * rng.uniform(14.0, 20.0))
+    structures.append(((x - vc[0]) ** 2 + (y - vc[1]) ** 2 <= rng.uniform(4.0, 6.0) ** 2, 0.75))
+    # vertebra-like body behind, elongated along the third axis
+    sc = (rng.uniform(-4.0, 4.0), -np.sign(vc[1]) * rng.uniform(22.0, 26.0), 0.0)
+    structures.append((((x - sc[0]) / 9.0) ** 2 + ((y - sc[1]) / 7.0) ** 2 + ((z - sc[2]) / 40.0) ** 2 <= 1, 0.4))
+    occ = np.stack([gaussian_filter(inside.astype(np.float32), sigma=0.8 / vox, mode="nearest") for inside, _ in structures])
+    values = np.asarray([v for _, v in structures], dtype=np.float32)
+    mask = np.clip(occ.max(0), 0.0, 1.0)
+    layer = np.where(mask > 0, values[occ.argmax(0)], 0.0).astype(np.float32)
+    return layer, mask.astype(np.float32)
+
+
+def make_synthetic_backgrounds(path: str | os.PathLike, num_backgrounds: int = 4, size: int = 64, seed: int = 0) -> str:
+    """Write ``num_backgrounds`` fixed anatomy backgrounds to an npz, atomically: ``backgrounds`` (intensity layers)
+    and ``background_masks`` (occupancy), both ``uint8 (K, S, S, S)`` 0..255 like the MedMNIST images.
+
+    The companion of an AdrenalMNIST3D-format file of the same cube edge (synthetic or real): each volume is given a
+    background index by :func:`monai_galr.transforms.attach_background_ids` and composited by the engine.
+
+    Raises:
+        ValueError: ``num_backgrounds`` < 1, ``size`` < 8 or a negative seed.
+    """
+    k = _check_int(num_backgrounds, "num_backgrounds", 1)
+    size = _check_int(size, "size", 8)
+    rng = np.random.default_rng(_check_int(seed, "seed", 0))
+    path = os.fspath(path)
+    with atomic_output(path, prefix=".backgrounds-", suffix=".npz.tmp") as tmp:
+        layers = np.zeros((k, size, size, size), np.uint8)
+        masks = np.zeros((k, size, size, size), np.uint8)
+        for i in range(k):
+            layer, mask = synthetic_anatomy_background(rng, size)
+            layers[i] = np.round(layer * 255.0).astype(np.uint8)
+            masks[i] = np.round(mask * 255.0).astype(np.uint8)
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, backgrounds=layers, background_masks=masks)
+    logger.info("wrote %d synthetic anatomy backgrounds %s (%d^3, seed %d)", k, path, size, seed)
     return path

@@ -14,6 +14,9 @@ from monai_galr.transforms.group import (
     RandGroupElementDict,
 )
 from monai_galr.transforms.overlay import (
+    AttachBackgroundD,
+    AttachBackgroundd,
+    AttachBackgroundDict,
     BlockOverlay,
     BlockOverlayD,
     BlockOverlayd,
@@ -21,10 +24,15 @@ from monai_galr.transforms.overlay import (
     RandBlockOverlayD,
     RandBlockOverlayd,
     RandBlockOverlayDict,
+    attach_background_ids,
     composite,
 )
 
 __all__ = [
+    "AttachBackgroundD",
+    "AttachBackgroundDict",
+    "AttachBackgroundd",
+    "attach_background_ids",
     "BlockOverlay",
     "BlockOverlayD",
     "BlockOverlayDict",

@@ -17,6 +17,10 @@ from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import convert_to_dst_type, ensure_tuple_rep
 
 __all__ = [
+    "AttachBackgroundD",
+    "AttachBackgroundDict",
+    "AttachBackgroundd",
+    "attach_background_ids",
     "BlockOverlay",
     "BlockOverlayD",
     "BlockOverlayDict",
@@ -234,3 +238,106 @@ class RandBlockOverlayd(Randomizable, MapTransform):
 
 BlockOverlayD = BlockOverlayDict = BlockOverlayd
 RandBlockOverlayD = RandBlockOverlayDict = RandBlockOverlayd
+
+
+def _as_layers(arr: Any, name: str) -> np.ndarray:
+    """``(K, *spatial)`` or ``(K, C, *spatial)`` -> float32 ``(K, C, *spatial)`` (uint8 0..255 scaled to [0, 1])."""
+    a = np.asarray(arr.detach().cpu() if isinstance(arr, torch.Tensor) else arr)
+    if a.ndim not in (3, 4, 5):
+        raise ValueError(f"{name} must be (K, H, W[, D]) or (K, C, H, W[, D]) layers, got shape {a.shape}.")
+    a = a.astype(np.float32) / np.float32(255.0) if a.dtype == np.uint8 else a.astype(np.float32)
+    return a[:, None] if a.ndim == 3 or (a.ndim == 4 and a.shape[1] > 4) else a
+
+
+class AttachBackgroundd(MapTransform):
+    """Give each item its fixed background layer (one of ``K`` shared volumes) by its index ``data[id_key]``.
+
+    Adds ``background`` ``(C, *spatial)`` and ``background_mask`` ``(1, *spatial)`` (references to the shared
+    arrays: no copy per item, so it can sit after a cache) for the engine's compositing
+    (``x = composite(image, background, mask)``, ``T_R x = composite(R.image, background, mask)``; the background
+    does not rotate).  Usable by any bundle: 2D or 3D layers, any number of them.
+
+    Args:
+        backgrounds: ``(K, *spatial)`` or ``(K, C, *spatial)`` intensity layers (uint8 0..255 or float in [0, 1]).
+        masks: the matching occupancies ``(K, *spatial)`` / ``(K, 1, *spatial)``; None: ``backgrounds > 0``.
+        keys: the image key the backgrounds must match, default ``"image"``.
+        id_key: where the item's background index is read (see :func:`attach_background_ids`).
+        background_key, mask_key: output keys.
+        spatial_size: when given, the backgrounds must have this spatial shape (checked here, naming the entry).
+
+    Raises:
+        ValueError: layers of a bad shape, masks that differ from the backgrounds in ``K`` or spatial shape, a
+            ``spatial_size`` that the backgrounds do not have; at call time an index outside ``[0, K)`` or a
+            background whose spatial shape differs from the item's image (both shapes named).
+        KeyError: ``id_key`` missing from the data.
+    """
+
+    def __init__(
+        self,
+        backgrounds: Any,
+        masks: Any = None,
+        keys: KeysCollection = "image",
+        id_key: str = "background_id",
+        background_key: str = "background",
+        mask_key: str = "background_mask",
+        spatial_size: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(keys)
+        self.backgrounds = _as_layers(backgrounds, "backgrounds")
+        self.masks = (self.backgrounds.max(1, keepdims=True) > 0).astype(np.float32) if masks is None else _as_layers(
+            masks, "masks"
+        )
+        if self.masks.shape[0] != self.backgrounds.shape[0] or self.masks.shape[2:] != self.backgrounds.shape[2:]:
+            raise ValueError(
+                f"masks {self.masks.shape} must match backgrounds {self.backgrounds.shape} in number and spatial shape."
+            )
+        if spatial_size is not None and tuple(int(s) for s in spatial_size) != self.backgrounds.shape[2:]:
+            raise ValueError(
+                f"the backgrounds have spatial shape {list(self.backgrounds.shape[2:])} but spatial_size is "
+                f"{list(spatial_size)}: the background must match the volume."
+            )
+        self.id_key = id_key
+        self.background_key = background_key
+        self.mask_key = mask_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.id_key not in d:
+            raise KeyError(
+                f"id_key {self.id_key!r} is not in the data (keys: {sorted(map(str, d))}); give each item a background "
+                "index with monai_galr.transforms.attach_background_ids."
+            )
+        k = int(np.asarray(d[self.id_key]).reshape(-1)[0])
+        if not 0 <= k < self.backgrounds.shape[0]:
+            raise ValueError(f"{self.id_key} {k} is outside [0, {self.backgrounds.shape[0]}) (the number of backgrounds).")
+        for key in self.key_iterator(d):
+            shape = tuple(d[key].shape[1:])
+            if shape != self.backgrounds.shape[2:]:
+                raise ValueError(
+                    f"background {list(self.backgrounds.shape[2:])} does not match the volume {list(shape)} of key "
+                    f"{key!r} (image shape {tuple(d[key].shape)}): resample the backgrounds to the image size."
+                )
+        d[self.background_key] = self.backgrounds[k]
+        d[self.mask_key] = self.masks[k]
+        return d
+
+
+def attach_background_ids(items: Any, num_backgrounds: int, seed: int = 0, key: str = "background_id") -> Any:
+    """Copies of the data dicts with a fixed, seeded background index in ``[0, num_backgrounds)`` under ``key``.
+
+    ``items`` is a list of dicts or a dict of such lists (``{"train": [...], ...}``: each split drawn with its own
+    stream, so capping one split does not change the others).
+    """
+    if isinstance(num_backgrounds, bool) or not isinstance(num_backgrounds, (int, np.integer)) or num_backgrounds < 1:
+        raise ValueError(f"num_backgrounds must be a positive int, got {num_backgrounds!r}.")
+    if isinstance(items, Mapping) and all(isinstance(v, (list, tuple)) for v in items.values()):
+        return {
+            split: attach_background_ids(v, num_backgrounds, seed=int(seed) + 1000 * i, key=key)
+            for i, (split, v) in enumerate(items.items())
+        }
+    rng = np.random.default_rng(int(seed))
+    ids = rng.integers(0, int(num_backgrounds), size=len(items))
+    return [{**dict(d), key: int(k)} for d, k in zip(items, ids)]
+
+
+AttachBackgroundD = AttachBackgroundDict = AttachBackgroundd

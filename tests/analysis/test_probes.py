@@ -7,9 +7,17 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
-from monai_galr.analysis import extract_features, linear_probe, probe_table, run_probes
+from monai_galr.analysis import (
+    block_position_target,
+    extract_features,
+    item_key_target,
+    linear_probe,
+    probe_table,
+    run_probes,
+)
 
 
 def test_probe_separable_data_well_above_chance(tmp_path, ckpt2d, make_net, blob_items):
@@ -113,3 +121,67 @@ def test_probe_3d_smoke(tmp_path, make_net, blob_items):
         assert 0.0 <= out["probes"][part]["accuracy"] <= 1.0
     assert out["probes"]["z"]["accuracy"] > 0.6
     assert (tmp_path / "probes.md").stat().st_size > 0
+
+
+def _position_items(n: int, seed: int = 0, spatial=(16, 16)) -> list[dict]:
+    """Class = which side (left / right) the bright one of two blobs sits on, in noise: the same pixels either way,
+    so a global average cannot tell the classes apart, a spatial grid can."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for _ in range(n):
+        c = int(rng.integers(0, 2))
+        r = int(rng.integers(4, 9))
+        img = rng.normal(0.0, 0.05, (1, *spatial)).astype(np.float32)
+        bright, dim = (3, 9) if c == 0 else (9, 3)
+        img[0, r : r + 4, bright : bright + 4] += 0.9
+        img[0, r : r + 4, dim : dim + 4] += 0.4
+        items.append({"image": img, "label": c, "block_corner": np.array([r, bright])})
+    return items
+
+
+def test_grid_pooling_keeps_position_that_global_pooling_loses(tmp_path, make_net):
+    items = _position_items(120)
+    net = make_net(seed=3)
+    glob = run_probes(net, items[:80], items[80:], str(tmp_path / "g"), batch_size=40)
+    grid = run_probes(net, items[:80], items[80:], str(tmp_path / "p"), batch_size=40, grid=(4, 4))
+    assert grid["probes"]["z"]["accuracy"] >= 0.9
+    assert glob["probes"]["z"]["accuracy"] <= 0.75
+    assert grid["probes"]["z"]["num_features"] == 8 * 16 and glob["probes"]["z"]["num_features"] == 8
+    assert grid["grid"] == [4, 4] and "4x4 grid" in grid["protocol"]
+
+
+def test_grid_features_are_adaptive_average_pools(make_net, blob_items):
+    net = make_net(partition="manual", varying_fraction=0.25).eval()
+    items = blob_items(6, rotations=False)
+    feats, _ = extract_features(net, items, batch_size=3, grid=(2, 2))
+    x = torch.as_tensor(np.stack([d["image"] for d in items]))
+    with torch.no_grad():
+        z = net.encode(x).double()
+    expected = torch.nn.functional.adaptive_avg_pool2d(z, (2, 2))
+    np.testing.assert_allclose(feats["z"], expected.flatten(1).numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(feats["z_v"], expected[:, :2].flatten(1).numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(feats["z_i"], expected[:, 2:].flatten(1).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("grid, match", [((16, 16), r"probe_grid \[16, 16\] is larger than the latent grid \[8, 8\]"),
+                                         ((2, 2, 2), "has 3 entries"), ((0, 2), "positive ints"), ("8", "positive")])
+def test_bad_probe_grid_names_the_entry(tmp_path, make_net, blob_items, grid, match):
+    items = blob_items(20, rotations=False)
+    with pytest.raises(ValueError, match=match):
+        run_probes(make_net(), items, items, str(tmp_path), grid=grid)
+
+
+def test_block_position_target_and_target_tables(tmp_path, make_net):
+    target = block_position_target(spatial_shape=(32, 32), block_size=7, cells=3)
+    assert target({"block_corner": np.array([0, 0])}) == 0
+    assert target({"block_corner": np.array([25, 25])}) == 8
+    assert target({"block_corner": np.array([9, 20])}) == 1 * 3 + 2  # 9 * 3 // 26 = 1, 20 * 3 // 26 = 2
+    with pytest.raises(ValueError, match="block_corner"):
+        target({"image": 0})
+    items = _position_items(120)
+    side = block_position_target(spatial_shape=(16, 16), block_size=4, cells=2)
+    out = run_probes(make_net(seed=3), items[:80], items[80:], str(tmp_path), batch_size=40, grid=(4, 4),
+                     targets={"side": side})
+    assert out["targets"]["side"]["z"]["accuracy"] >= 0.9
+    assert "Target `side`" in (tmp_path / "probes.md").read_text()
+    assert item_key_target("label")({"label": np.array([1])}) == 1

@@ -140,3 +140,47 @@ def test_rand_block_overlay_d_missing_key():
     with pytest.raises(KeyError):
         RandBlockOverlayd()({"label": 1})
     assert RandBlockOverlayd(allow_missing_keys=True)({"label": 1}) == {"label": 1}
+
+
+def test_attach_background_by_index_and_shape_checks():
+    from monai_galr.transforms import AttachBackgroundd, attach_background_ids
+
+    layers = np.zeros((3, 6, 6, 6), np.uint8)
+    masks = np.zeros((3, 6, 6, 6), np.uint8)
+    for k in range(3):
+        layers[k, k, :, :] = 100 + k
+        masks[k, k, :, :] = 255
+    t = AttachBackgroundd(layers, masks, spatial_size=(6, 6, 6))
+    out = t({"image": np.zeros((1, 6, 6, 6), np.float32), "background_id": 2})
+    assert out["background"].shape == (1, 6, 6, 6) and out["background_mask"].shape == (1, 6, 6, 6)
+    assert out["background"][0, 2, 0, 0] == pytest.approx(102 / 255) and out["background_mask"][0, 2].min() == 1.0
+    assert out["background_mask"][0, 1].max() == 0.0
+    assert np.shares_memory(out["background"], t.backgrounds)  # a view of the shared layers, no copy per item
+    with pytest.raises(ValueError, match=r"background \[6, 6, 6\] does not match the volume \[8, 8, 8\]"):
+        t({"image": np.zeros((1, 8, 8, 8)), "background_id": 0})
+    with pytest.raises(ValueError, match=r"spatial shape \[6, 6, 6\] but spatial_size is \[8, 8, 8\]"):
+        AttachBackgroundd(layers, masks, spatial_size=(8, 8, 8))
+    with pytest.raises(ValueError, match="outside"):
+        t({"image": np.zeros((1, 6, 6, 6)), "background_id": 3})
+    with pytest.raises(KeyError, match="attach_background_ids"):
+        t({"image": np.zeros((1, 6, 6, 6))})
+    with pytest.raises(ValueError, match="masks"):
+        AttachBackgroundd(layers, masks[:2])
+    splits = attach_background_ids({"train": [{"i": i} for i in range(50)], "test": [{"i": 0}]}, 3, seed=0)
+    ids = [d["background_id"] for d in splits["train"]]
+    assert set(ids) == {0, 1, 2} and ids == [d["background_id"] for d in attach_background_ids(
+        {"train": [{"i": i} for i in range(50)], "test": []}, 3, seed=0)["train"]]
+    with pytest.raises(ValueError, match="num_backgrounds"):
+        attach_background_ids([{}], 0)
+
+
+def test_synthetic_backgrounds_file_and_loader(tmp_path):
+    from monai_galr.data import ensure_synthetic_backgrounds, load_backgrounds
+
+    path = ensure_synthetic_backgrounds(str(tmp_path), num_backgrounds=2, size=16, seed=3)
+    layers, masks = load_backgrounds(path, size=16)
+    assert layers.shape == masks.shape == (2, 1, 16, 16, 16) and layers.dtype == np.float32
+    assert 0.02 < float((masks > 0.5).mean()) < 0.4  # anatomy around the centre, not everywhere
+    assert not np.array_equal(masks[0], masks[1])
+    with pytest.raises(ValueError, match=r"16\^3 but the volumes are 28\^3"):
+        load_backgrounds(path, size=28)
