@@ -373,7 +373,7 @@ TORCHRUN = {
     "nan_on_rank1": (["--overlay_train",
                       "$[monai.transforms.Lambdad(keys='image', func=lambda x: x * float('nan') if "
                       "torch.distributed.get_rank() == 1 else x)]"],
-                     ["stopped because of rank 1: TerminateOnNan", "a data problem, not the learning rate"]),
+                     ["loss is NaN or infinite", "a data problem, not the learning rate"]),
     # rank 0 alone writes checkpoints: its periodic save fails (a torch.save error), every rank stops after epoch 1
     "save_fails_on_rank0": (["--checkpoint_saver#save_handler#pickle_module", "$None"],
                             ["training stopped at epoch 1: cannot write checkpoint", "checkpoint_epoch=1.pt", "(rank 0)"]),
@@ -394,6 +394,8 @@ def test_torchrun_one_rank_fails_every_rank_stops(name, tmp_path):
     ends = [line for line in proc.stderr.splitlines() if line.startswith("ERROR: ")]
     assert len(ends) == 2, proc.stderr[-6000:]  # every rank ends with the message (torchrun's summary follows)
     assert all(f in line for f in fragments for line in ends), ends
+    if name == "nan_on_rank1":  # rank 1 reports its own batch, rank 0 names the rank that stopped it
+        assert sum(line.startswith("ERROR: stopped because of rank 1: TerminateOnNan") for line in ends) == 1, ends
     assert "timed out" not in proc.stderr.lower() and "Timeout" not in proc.stderr
     assert not list(tmp_path.glob("models/checkpoint_epoch=2.pt"))
     print(f"{name}: {ends[0]}")
