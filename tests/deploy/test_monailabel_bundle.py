@@ -134,3 +134,36 @@ def test_bundle_model_errors_name_the_folder_and_the_weights(tmp_path):
         gb.BundleModel(copy)
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         gb.BundleModel(BRAIN, checkpoint=tmp_path / "nowhere.pt")
+
+
+def test_bundle_model_serves_a_harmonic_latent(tmp_path):
+    """A bundle switched to ``action: harmonic`` (latent ``(B, L, S, M)`` coefficients): same reader, same summary."""
+    from monai_galr.networks.blocks.actions import ACTIONS
+
+    if "harmonic" not in ACTIONS:
+        pytest.skip("monai_galr has no harmonic action")
+    bundle = tmp_path / "adrenal_harmonic"
+    shutil.copytree(ADRENAL / "configs", bundle / "configs")
+    cfg = ConfigParser.load_config_file(str(bundle / "configs" / "inference.yaml"))
+    cfg.update({"action": "harmonic", "spatial_size": [16, 16, 16]})
+    cfg["network_def"].update(
+        {"spatial_size": "@spatial_size", "harmonic_radii": 3, "harmonic_lmax": 2, "harmonic_max_radius": None}
+    )
+    ConfigParser.export_config_file(cfg, str(bundle / "configs" / "inference.yaml"))
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    parser["bundle_root"] = str(bundle)
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def").eval()
+    (bundle / "models").mkdir()
+    torch.save({"model": net.state_dict()}, bundle / "models" / "model.pt")
+    served = gb.BundleModel(bundle)
+    x = torch.rand(1, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+    r = GroupElement(3, euler=[10, 20, 30])()
+    pred, summary = served.rotate(x, r)
+    with torch.no_grad():
+        z = net.encode(x[None])
+        ref = net.decode(net.apply_action(z, torch.as_tensor(r)[None]))[0]
+    torch.testing.assert_close(pred, ref, atol=1e-6, rtol=0)
+    assert z.ndim == 4 and summary["latent_shape"] == list(z.shape[1:])  # (L, shells, (lmax + 1)^2)
+    assert len(summary["z_v_mean"]) + len(summary["z_i_mean"]) == z.shape[1]
