@@ -227,6 +227,25 @@ def test_deploy_loader_names_the_bad_file(tmp_path):
         loader(_volume(tmp_path / "truncated.nii.gz", truncate=True))
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_deploy_app_checks_every_input_before_the_first(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        from galr_app import app as galr
+        from galr_app.export import export_deploy_module
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+    inputs = tmp_path / "in"
+    _volume(inputs / "a_good.nii.gz")
+    bad = _volume(inputs / "b_partial_nan.nii.gz", nan=2)
+    missing_model = galr.main(["-i", str(inputs), "-o", str(tmp_path / "out"), "-m", str(tmp_path / "none.ts")])
+    assert missing_model == 1 and _last_line(capsys.readouterr().err).startswith("ERROR: ")
+    model = export_deploy_module(ROOT / "bundles" / "adrenal_ct_so3", tmp_path / "model_deploy.ts")
+    assert galr.main(["-i", str(inputs), "-o", str(tmp_path / "out"), "-m", str(model)]) == 1
+    assert _last_line(capsys.readouterr().err) == f"input[1] {bad}: 2 non-finite (NaN/inf) voxel(s) of 1728"
+    assert not (tmp_path / "out").exists()  # nothing processed: the good file comes first, the check before it
+
+
 # ---- the mechanisms, one by one ------------------------------------------------------------------------------------
 def test_safe_disk_saver_names_file_and_folder_and_leaves_nothing(tmp_path):
     import errno
