@@ -45,8 +45,8 @@ def test_probe_runner(trained):
     _run("probe", [TRAIN, EVALUATE], trained)
     data = json.loads((trained / "eval" / "probes.json").read_text())
     assert data["num_train"] == 64 and data["num_test"] == 32 and data["num_classes"] == 10
-    n_v = sum(data["mask"])
-    for part, channels in (("z", 32), ("z_v", n_v), ("z_i", 32 - n_v)):
+    n_v, n_all = sum(data["mask"]), len(data["mask"])  # the latent channels of the bundle's network
+    for part, channels in (("z", n_all), ("z_v", n_v), ("z_i", n_all - n_v)):
         r = data["probes"][part]
         assert r["channels"] == channels
         if channels:
@@ -67,7 +67,12 @@ def test_figure_runners_with_blocked_overlay(trained):
          output_dir=str(out), probe_pooling=["avg", "max"], probe_view="rotated")
     data = json.loads((out / "probes.json").read_text())
     assert data["pooling"] == ["avg", "max"] and data["view"] == "rotated"
-    assert data["probes"]["z"]["num_features"] == 64
+    n_all = len(data["mask"])
+    if data["grid"] is None:  # a harmonic latent: coefficients flattened, no pooling
+        assert "flattened harmonic" in data["features"] and data["probes"]["z"]["num_features"] % n_all == 0
+    else:  # avg + max pooled to the probe_grid of evaluate.yaml, per channel
+        assert data["grid"] == [8, 8] and data["probes"]["z"]["num_features"] == 2 * 64 * n_all
+    assert set(data["targets"]) == {"block_position"}  # blocked.yaml: what z_v / z_i hold besides the digit
 
 
 def test_probe_runner_mismatched_checkpoint(trained, tmp_path):
