@@ -203,3 +203,14 @@ def test_temperature_out_of_range_names_the_entry(bad):
 def test_unknown_gate_names_the_entry():
     with pytest.raises(ValueError, match="mask_gate"):
         ALD(4, gate="concrete")
+
+
+@pytest.mark.parametrize("tau", [0.3, 0.5, 0.7])
+def test_alpha_init_at_threshold_starts_every_tau_undecided(tau):
+    at = ALD(4, tau=tau, alpha_init=0.25, temperature=0.5)
+    torch.testing.assert_close(at.alpha.detach(), torch.full((4,), 0.5 * math.log(tau / (1 - tau)) + 0.25))
+    assert at.hard_mask().tolist() == [1.0] * 4  # 0.25 above the threshold
+    zero = ALD(4, tau=tau, alpha_init=0.25, alpha_init_at="zero")
+    torch.testing.assert_close(zero.alpha.detach(), torch.full((4,), 0.25))
+    with pytest.raises(ValueError, match="alpha_init_at"):
+        ALD(4, alpha_init_at="one")

@@ -48,9 +48,14 @@ class ALD(nn.Module):
         partition: ``"learned"``, ``"manual"`` or ``"all"``.
         tau: threshold in (0, 1) of the learned mask.
         varying_fraction: fraction in [0, 1] of varying channels for ``partition="manual"``.
-        alpha_init: initial value of the logits (learned partition).
+        alpha_init: initial value of the logits (learned partition): an offset from the threshold
+            ``T * logit(tau)`` when ``alpha_init_at="threshold"``, the value itself when ``"zero"``.
         alpha_init_std: standard deviation of Gaussian noise added to ``alpha_init`` (drawn from torch's global
             generator: seed it for reproducible runs).
+        alpha_init_at: ``"threshold"`` (default: every logit starts at the threshold, so training starts from the
+            same undecided state whatever ``tau``: with ``tau = 0.7`` and logits at 0 every channel would start
+            0.85 logit units on the invariant side) or ``"zero"`` (logits start at ``alpha_init`` itself; the same
+            for ``tau = 0.5``).
         gate: ``"ste"`` or ``"gumbel"`` (see above; learned partition only).
         temperature: logit temperature ``T`` in (0, 100]: ``p = sigmoid(alpha / T)``.
 
@@ -76,6 +81,7 @@ class ALD(nn.Module):
         alpha_init_std: float = 0.0,
         gate: str = "ste",
         temperature: float = 1.0,
+        alpha_init_at: str = "threshold",
     ) -> None:
         super().__init__()
         if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
@@ -100,11 +106,14 @@ class ALD(nn.Module):
             raise ValueError(
                 f"temperature (mask_temperature) must lie in (0, {MAX_TEMPERATURE:g}], got {temperature}."
             )
+        if alpha_init_at not in ("threshold", "zero"):
+            raise ValueError(f"alpha_init_at must be 'threshold' or 'zero', got {alpha_init_at!r}.")
         self.num_channels = num_channels
         self.tau = tau
         self.temperature = temperature
         if self.partition == "learned":
-            alpha = torch.full((num_channels,), float(alpha_init))
+            offset = self.threshold if alpha_init_at == "threshold" else 0.0
+            alpha = torch.full((num_channels,), float(alpha_init) + offset)
             if alpha_init_std > 0:
                 alpha = alpha + alpha_init_std * torch.randn(num_channels)
             self.alpha = nn.Parameter(alpha)

@@ -54,7 +54,8 @@ class GroupActionAutoEncoder(AutoEncoder):
         harmonic_max_radius: outer radius in latent voxels (default: the half-diagonal, reaching the corners).
         tau: ALD threshold in (0, 1).
         varying_fraction: varying share of the channels for ``partition="manual"``.
-        alpha_init / alpha_init_std: initial ALD logits.
+        alpha_init / alpha_init_std: initial ALD logits (``alpha_init_at``: ``"threshold"``, an offset from the
+            threshold logit; ``"zero"``, absolute).
         mask_gate / mask_temperature: the ALD gate (``"ste"``: the paper's deterministic straight-through mask;
             ``"gumbel"``: a sampled hard-concrete gate in training) and logit temperature (see ``ALD``).
         latent_activation: ``"tanh"`` (bounded latent: the scale anchor the stop-gradient latent losses need)
@@ -98,6 +99,7 @@ class GroupActionAutoEncoder(AutoEncoder):
         alpha_init_std: float = 0.0,
         mask_gate: str = "ste",
         mask_temperature: float = 1.0,
+        alpha_init_at: str = "threshold",
         latent_activation: str = "tanh",
         output_activation: str = "sigmoid",
         action_mode: str = "bilinear",
@@ -144,6 +146,7 @@ class GroupActionAutoEncoder(AutoEncoder):
             alpha_init_std=alpha_init_std,
             gate=mask_gate,
             temperature=mask_temperature,
+            alpha_init_at=alpha_init_at,
         )
         self.spatial_size = None if spatial_size is None else tuple(int(n) for n in spatial_size)
         if self.action_name == "harmonic":
