@@ -48,10 +48,14 @@ def latent_magnitude_maps(network: torch.nn.Module, x_rotated: torch.Tensor) -> 
         x_rotated: ``(K, C, *spatial)`` inputs (e.g. one image under ``K`` rotations).
 
     Returns:
-        ``{"z_v": (K, *latent_spatial), "z_i": (K, *latent_spatial)}``; a part without channels is NaN.
+        ``{"z_v": (K, *latent_spatial), "z_i": (K, *latent_spatial)}``; a part without channels is NaN.  A harmonic
+        latent is first rendered on its feature grid (``network.latent_map``), so the maps are spatial for every
+        action.
     """
     z = network.encode(x_rotated)
     z_v, z_i = network.split(z)
+    if getattr(network, "is_harmonic", False):
+        z, z_v, z_i = network.latent_map(z), network.latent_map(z_v), network.latent_map(z_i)
     mask = network.ald.hard_mask().to(z.device).bool()
     out = {}
     for name, part, sel in (("z_v", z_v, mask), ("z_i", z_i, ~mask)):

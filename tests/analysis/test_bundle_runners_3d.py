@@ -27,7 +27,7 @@ B_CONFIGS = [str(BRAIN / "train.yaml"), str(BRAIN / "evaluate.yaml")]
 # a fixed half/half split (manual partition) so that both z_v and z_i have channels to probe and to map
 NET = {"spatial_size": [16, 16, 16], "channels": [4, 8], "latent_channels": 4, "num_threads": 1, "partition": "manual",
        "varying_fraction": 0.5}
-A_TINY = {**NET, "data_size": 16, "eval_batch_size": 32}
+A_TINY = {**NET, "strides": [2, 1], "data_size": 16, "eval_batch_size": 32}  # two stages (the bundle has three)
 B_TINY = {**NET, "val_fraction": 0.25, "test_fraction": 0.25}
 FIGURE_RUNNERS = ("error_maps", "latent_swap", "latent_magnitudes")
 

@@ -89,7 +89,7 @@ def test_adrenal_empty_split(tmp_path):
     np.savez(tmp_path / "adrenalmnist3d_8.npz", **arrays)
     with pytest.raises(Exception) as err:
         _run("adrenal_ct_so3", tmp_path, dataset_dir=str(tmp_path), data_size=8, spatial_size=[8, 8, 8],
-             channels=[4, 8], latent_channels=4)
+             channels=[4, 8], strides=[2, 1], latent_channels=4)
     cause = _cause(err.value, ValueError)
     assert "adrenalmnist3d_8.npz' key 'train_images': expected at least one volume, got an empty split" in str(cause)
 
@@ -111,8 +111,9 @@ def test_ckpt_dir_below_a_file(tmp_path, bundle):
     blocker.write_text("x")
     ckpt_dir = str(blocker / "models")
     with pytest.raises(Exception) as err:
+        strides = {"adrenal_ct_so3": [2, 1]}.get(bundle, [1, 1])
         _run(bundle, tmp_path, ckpt_dir=ckpt_dir, dataset_dir=str(tmp_path / "never_read"), channels=[4, 8],
-             latent_channels=4)
+             strides=strides, latent_channels=4)
     cause = _cause(err.value, ValueError)
     assert f"ckpt_dir {ckpt_dir!r} is not a writable folder ({str(blocker)!r} is a file" in str(cause), repr(cause)
 

@@ -48,7 +48,8 @@ def tiny_bundle(tmp_path_factory):
             folder = tmp_path_factory.mktemp("tiny_adrenal")
             make_synthetic_adrenal(folder / "adrenalmnist3d_16.npz", 8, 4, 4, size=16, seed=1)
             overrides = {**common, "dataset_dir": str(folder), "data_size": 16, "spatial_size": [16, 16, 16],
-                         "channels": [4, 8], "latent_channels": 4, "batch_size": 4, "eval_batch_size": 4}
+                         "channels": [4, 8], "strides": [2, 1], "latent_channels": 4, "batch_size": 4,
+                         "eval_batch_size": 4}
         elif name == "brain_mri_so3":  # 6 demo subjects at 16^3: 4 train / 1 val / 1 test, batches of 2
             from monai_galr.data import make_demo_oasis
 

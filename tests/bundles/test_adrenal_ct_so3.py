@@ -143,5 +143,5 @@ def test_volume_too_small_for_strides(tmp_path, tiny_data):
         _run("training", TRAIN, tmp_path, dataset_dir=str(tiny_data), data_size=16,
              **{**TINY, "spatial_size": [7, 7, 7]})
     cause = _root_cause(err.value)
-    assert isinstance(cause, ValueError) and "multiple of the total stride 2" in str(cause)
+    assert isinstance(cause, ValueError) and "multiple of the total stride 4" in str(cause)  # strides (2, 2, 1)
 

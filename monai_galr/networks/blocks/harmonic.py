@@ -292,9 +292,7 @@ class HarmonicAction(nn.Module):
             raise ValueError(
                 f"rotation must have shape (B, {self.spatial_dims}, {self.spatial_dims}), got {tuple(rotation.shape)}."
             )
-        rho = representation(rotation.to(z.dtype), self.degree)
-        if rho.shape[0] == 1 and z.shape[0] != 1:
-            rho = rho.expand(z.shape[0], -1, -1)
+        rho = representation(rotation.to(z.dtype), self.degree)  # (B or 1, M, M): broadcast by the product
         return z @ rho.transpose(-1, -2)[:, None]  # (B, L, S, M): rho(R) on every coefficient vector
 
     def extra_repr(self) -> str:

@@ -168,7 +168,8 @@ class GroupActionAutoEncoder(AutoEncoder):
         f = self.downsampling
         if any(n % f or n < f for n in size):
             raise ValueError(
-                f"spatial_size {size} must be a positive multiple of the total stride {f} (strides {tuple(self.strides)})."
+                f"spatial_size spatial size {size} must be a positive multiple of the total stride {f} "
+                f"(strides {tuple(self.strides)}); pad or resize the images."
             )
         latent_shape = tuple(n // f for n in size)
         degree = modes if self.dimensions == 2 else lmax
@@ -321,7 +322,10 @@ class RotatedReconstruction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.network.check_input(x, "x")
-        r = self.rotation.to(x.dtype).expand(x.shape[0], -1, -1)
+        r = self.rotation.to(x.dtype)
+        if not self.network.is_harmonic:  # affine_grid (also in ONNX) needs one matrix per image
+            r = r.expand(x.shape[0], -1, -1)
+        # harmonic: one (1, d, d) rotation, its representation broadcast over the batch by the matrix product
         return self.network.decode(self.network.apply_action(self.network.encode(x), r))
 
 
