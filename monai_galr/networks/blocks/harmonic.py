@@ -135,7 +135,24 @@ def harmonic_latent_numel(latent_channels: int, radii: int, spatial_dims: int, d
     return int(latent_channels) * int(radii) * harmonic_dim(spatial_dims, degree)
 
 
-class HarmonicAnalysis(nn.Module):
+class _HarmonicMap(nn.Module):
+    """Common constructor of analysis and synthesis: the checked geometry (see :class:`HarmonicAnalysis`)."""
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        latent_shape: Sequence[int],
+        radii: int,
+        degree: int,
+        angles: int | None = None,
+        max_radius: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.geometry = _HarmonicGeometry(spatial_dims, latent_shape, radii, degree, angles, max_radius)
+        self.spatial_dims, self.latent_shape, self.radii = spatial_dims, self.geometry.latent_shape, self.geometry.radii
+
+
+class HarmonicAnalysis(_HarmonicMap):
     """Feature map ``(B, L, *latent_shape)`` -> coefficients ``(B, L, radii, M)`` (the encoder's last step).
 
     Args:
@@ -152,23 +169,14 @@ class HarmonicAnalysis(nn.Module):
             corners, or non-positive sizes; each message names the entry.
     """
 
-    def __init__(
-        self,
-        spatial_dims: int,
-        latent_shape: Sequence[int],
-        radii: int,
-        degree: int,
-        angles: int | None = None,
-        max_radius: float | None = None,
-    ) -> None:
-        super().__init__()
-        geo = _HarmonicGeometry(spatial_dims, latent_shape, radii, degree, angles, max_radius)
-        self.spatial_dims, self.latent_shape, self.radii = geo.spatial_dims, geo.latent_shape, geo.radii
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        geo = self.geometry
         dirs, y, self._angular_shape = geo.angular()
         r = (torch.arange(geo.radii, dtype=torch.float64) + 0.5) * geo.radius_step()
         points = geo.centre() + r[:, None, None] * dirs[None]  # (S, N, d)
         grid = geo.normalized(points)  # (S, N, d), reversed axis order
-        grid = grid[None] if spatial_dims == 2 else grid[None, :, :, None]  # (1, S, N, 2) / (1, S, N, 1, 3)
+        grid = grid[None] if geo.spatial_dims == 2 else grid[None, :, :, None]  # (1, S, N, 2) / (1, S, N, 1, 3)
         self.register_buffer("grid", grid.float(), persistent=False)
         self.register_buffer("projection", torch.linalg.pinv(y).T.contiguous().float(), persistent=False)  # (N, M)
         # persistent: a checkpoint records the harmonic geometry it was trained with (checked on load)
@@ -212,7 +220,7 @@ class HarmonicAnalysis(nn.Module):
         return _HarmonicGeometry.describe(self.signature)
 
 
-class HarmonicSynthesis(nn.Module):
+class HarmonicSynthesis(_HarmonicMap):
     """Coefficients ``(B, L, radii, M)`` -> feature map ``(B, L, *latent_shape)`` (the decoder's first step).
 
     The harmonics are evaluated on the ring / shell grid of :class:`HarmonicAnalysis` and interpolated linearly to
@@ -220,18 +228,9 @@ class HarmonicSynthesis(nn.Module):
     last rows, the radius at the inner and outer shells).  Same arguments as :class:`HarmonicAnalysis`.
     """
 
-    def __init__(
-        self,
-        spatial_dims: int,
-        latent_shape: Sequence[int],
-        radii: int,
-        degree: int,
-        angles: int | None = None,
-        max_radius: float | None = None,
-    ) -> None:
-        super().__init__()
-        geo = _HarmonicGeometry(spatial_dims, latent_shape, radii, degree, angles, max_radius)
-        self.spatial_dims, self.latent_shape, self.radii = geo.spatial_dims, geo.latent_shape, geo.radii
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        geo = self.geometry
         _, y, self._angular_shape = geo.angular()
         self.register_buffer("basis", y.T.contiguous().float(), persistent=False)  # (M, N)
         axes = [torch.arange(n, dtype=torch.float64) for n in geo.latent_shape]
@@ -239,7 +238,7 @@ class HarmonicSynthesis(nn.Module):
         r = q.norm(dim=-1)
         s_pos = r / geo.radius_step() - 0.5  # fractional shell index
         s_norm = 2 * s_pos / (geo.radii - 1) - 1 if geo.radii > 1 else torch.zeros_like(s_pos)
-        if spatial_dims == 2:
+        if geo.spatial_dims == 2:
             n = self._angular_shape[0]
             a = torch.remainder(torch.atan2(q[..., 0], q[..., 1]), 2 * math.pi)  # angle in the (x=W, y=H) frame
             a_norm = 2 * (a / (2 * math.pi / n)) / n - 1  # over n + 1 columns (wrap column appended)
