@@ -75,7 +75,7 @@ def test_export_embeds_methods_and_metadata(model_file):
     module = torch.jit.load(str(model_file), _extra_files=extra)
     info = json.loads(extra["galr_deploy.json"])
     assert info["methods"] == list(DEPLOY_METHODS) and all(hasattr(module, m) for m in DEPLOY_METHODS)
-    assert info["spatial_shape"] == [64, 64, 64] and info["latent_shape"] == [16, 32, 32, 32]
+    assert info["spatial_shape"] == [64, 64, 64] and info["latent_shape"] == [32, 10, 169]  # harmonic: channels, shells, (lmax+1)^2
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     assert json.loads(extra["metadata.json"])["name"] == meta["name"]
     assert not list(model_file.parent.glob("*.part"))
@@ -114,7 +114,7 @@ def test_pipeline_matches_eager_network(model_file, volume, tmp_path):
     means = z.flatten(2).mean(-1)[0].numpy()
     np.testing.assert_allclose(doc["z_v_mean"], means[mask], atol=1e-5)
     np.testing.assert_allclose(doc["z_i_mean"], means[~mask], atol=1e-5)
-    assert doc["latent_shape"] == [16, 32, 32, 32]
+    assert doc["latent_shape"] == [32, 10, 169]
     assert not [p for p in (tmp_path / "out").iterdir() if ".part" in p.name]
 
 
