@@ -236,7 +236,7 @@ def test_infer_equals_the_bundles_own_inferring(server, studies, tmp_path, bundl
     means = z.flatten(2).mean(-1)[0].numpy()
     np.testing.assert_allclose(doc["z_v_mean"], means[mask], atol=1e-5)
     np.testing.assert_allclose(doc["z_i_mean"], means[~mask], atol=1e-5)
-    np.testing.assert_allclose(doc["z_v_rms"], float((z * torch.as_tensor(mask)[:, None, None, None]).pow(2).mean().sqrt()), rtol=1e-5)
+    np.testing.assert_allclose(doc["z_v_rms"], float((z * torch.as_tensor(mask).view(1, -1, *[1] * (z.ndim - 2))).pow(2).mean().sqrt()), rtol=1e-5)
 
 
 def test_axis_angle_request_is_the_latent_rotation(server, studies, tmp_path):
