@@ -53,9 +53,9 @@ def latent_magnitude_maps(network: torch.nn.Module, x_rotated: torch.Tensor) -> 
         action.
     """
     z = network.encode(x_rotated)
-    z_v, z_i = network.split(z)
     if getattr(network, "is_harmonic", False):
-        z, z_v, z_i = network.latent_map(z), network.latent_map(z_v), network.latent_map(z_i)
+        z = network.latent_map(z)  # per-channel linear rendering: the split commutes with it
+    z_v, z_i = network.split(z)
     mask = network.ald.hard_mask().to(z.device).bool()
     out = {}
     for name, part, sel in (("z_v", z_v, mask), ("z_i", z_i, ~mask)):

@@ -80,7 +80,6 @@ class _HarmonicGeometry:
                 f"in latent voxels), got {max_radius!r}: shells beyond the corners sample nothing."
             )
         self.max_radius = radius
-        self.dim = harmonic_dim(spatial_dims, self.degree)
 
     # -- the angular grid and its harmonics ------------------------------------------------------------------
     def angular(self) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
@@ -181,10 +180,6 @@ class HarmonicAnalysis(_HarmonicMap):
         self.register_buffer("projection", torch.linalg.pinv(y).T.contiguous().float(), persistent=False)  # (N, M)
         # persistent: a checkpoint records the harmonic geometry it was trained with (checked on load)
         self.register_buffer("signature", geo.signature())
-
-    @property
-    def dim(self) -> int:
-        return self.projection.shape[1]
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         if feat.ndim != self.spatial_dims + 2 or tuple(feat.shape[2:]) != self.latent_shape:
