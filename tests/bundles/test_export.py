@@ -6,7 +6,8 @@ For each bundle (``bundles/<name>``) with its shipped ``models/model.pt`` (read 
 - ``verify_metadata`` against the schema copy in ``tests/resources`` (the URL in ``metadata.json`` is never
   downloaded), and the ``required_packages_version`` pins cross-checked against the installed packages;
 - ``verify_net_in_out`` on ``configs/inference.yaml`` (``network_def``);
-- ``ckpt_export`` to TorchScript (traced: ``torch.jit.script`` fails on this network, see the bundle docs) with
+- ``ckpt_export`` to TorchScript (traced: ``torch.jit.script`` fails on this network, see the bundle docs and the
+  ``export`` entry of ``metadata.json``, whose documented command is run as it stands) with
   ``metadata.json`` and ``inference.yaml`` embedded; the loaded file reproduces the eager network, keeps the output
   activation (the adrenal bundle's straight-through clamp) and a free batch size;
 - the ``exporting_rotated`` runner of ``inference.yaml``: a ``RotatedReconstruction`` with a baked rotation;
@@ -75,7 +76,7 @@ class Bundle:
 
 BUNDLES = [
     Bundle("rotated_mnist_so2", {"rotation_degrees": 60}, "model_rot60.ts", "sigmoid"),
-    Bundle("adrenal_ct_so3", {"rotation_euler_degrees": [30, 45, 60]}, "model_rot30_45_60.ts", "clamp"),
+    Bundle("adrenal_ct_so3", {"euler_degrees": [30, 45, 60]}, "model_rot30_45_60.ts", "clamp"),
     Bundle("brain_mri_so3", {"euler_degrees": [30, 0, 45]}, "model_rotZYX30_0_45.ts", "sigmoid"),
 ]
 TS_OPS = {"sigmoid": "aten::sigmoid", "clamp": "aten::clamp"}
@@ -216,8 +217,22 @@ def test_metadata_shape_matches_inference_config(bundle):
     assert parser.get_parsed_content("output_activation", default="sigmoid") == bundle.output_op
 
 
+def _output_shape(bundle: Bundle) -> tuple[int, ...]:
+    """``(channels, *spatial)`` of the ``pred`` output named by metadata.json's ``network_data_format``."""
+    pred = bundle.metadata()["network_data_format"]["outputs"]["pred"]
+    return (int(pred["num_channels"]), *(int(n) for n in pred["spatial_shape"]))
+
+
 def test_verify_net_in_out(bundle):
+    """MONAI's check, then the output shape it names: ``verify_net_in_out`` compares only the channel count."""
     verify_net_in_out(net_id="network_def", meta_file=bundle.meta, config_file=bundle.inference, device="cpu")
+    net = _parser(bundle).get_parsed_content("network_def").eval()
+    x = torch.rand(2, 1, *bundle.shape())
+    with torch.no_grad():
+        y = net(x)
+    assert isinstance(y, torch.Tensor), f"network_def(x) returned {type(y).__name__}, metadata names one tensor"
+    assert tuple(y.shape) == (2, *_output_shape(bundle)), bundle.meta
+    assert torch.isfinite(y).all()
 
 
 # ---- TorchScript ------------------------------------------------------------------------------------------------
@@ -240,6 +255,51 @@ def test_ckpt_export_traced_reproduces_eager(bundle, tmp_path):
     if bundle.output_op == "clamp":  # the clamp acts on this input (the empty background is exactly 0)
         assert (expected == 0).any() and (got == 0).any()
         assert got.min() >= 0 and got.max() <= 1 + 1e-6
+
+
+def _documented_export(bundle: Bundle) -> dict:
+    return bundle.metadata()["export"]["torchscript"]
+
+
+def test_export_flags_documented(bundle):
+    """metadata.json's ``export`` entry and the bundle docs name the flags the default ``ckpt_export`` needs."""
+    doc = _documented_export(bundle)
+    shape = "[" + ",".join(str(n) for n in (1, 1, *bundle.shape())) + "]"
+    assert doc["scriptable"] is False and doc["flags"] == f'--use_trace True --input_shape "{shape}"'
+    assert doc["command"].startswith("python -m monai.bundle ckpt_export network_def ") and doc["flags"] in doc["command"]
+    readme = (bundle.root / "docs" / "README.md").read_text()
+    assert doc["command"] in readme, f"{bundle.root}/docs/README.md does not show the command of metadata.json"
+
+
+def test_default_ckpt_export_with_documented_command(bundle, tmp_path):
+    """MONAI's ``ckpt_export`` run exactly as metadata.json documents it (only the output path moved to tmp)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    bundle = _shipped(bundle)
+    args = shlex.split(_documented_export(bundle)["command"])
+    assert args[:3] == ["python", "-m", "monai.bundle"]
+    out = tmp_path / "model.ts"
+    args[args.index("--filepath") + 1] = str(out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, *args[1:]], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    module, extra = _load(out)
+    assert json.loads(extra["metadata.json"])["version"] == bundle.metadata()["version"]
+    x = _inputs(bundle)
+    with torch.no_grad():
+        expected, got = _eager(bundle)(x), module(x)
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_script_fails_as_documented(bundle):
+    """``torch.jit.script`` (ckpt_export without --use_trace) still fails; when it works, drop the flag in the docs."""
+    net = _parser(bundle).get_parsed_content("network_def").eval()
+    with pytest.raises(Exception):  # noqa: PT011 - TorchScript raises several frontend error types
+        torch.jit.script(net)
 
 
 def test_rotated_export_reproduces_eager(bundle, tmp_path):
