@@ -55,6 +55,7 @@ __all__ = [
     "export_rotated",
     "is_rank0",
     "mlflow_handler",
+    "nan_guard",
     "network_on",
     "sampler",
     "handler_list",
@@ -95,6 +96,21 @@ def loss_terms(keys: Sequence[str] = LOSS_TERMS) -> Callable[[Any], dict[str, fl
         return {k: float(v) for k, v in zip(keys, values)}
 
     return _transform
+
+
+def nan_guard():
+    """``TerminateOnNan`` on the loss as soon as it is computed (``IterationEvents.LOSS_COMPLETED``).
+
+    There ``engine.state.output`` and ``engine.state.batch`` are still the batch dicts (the trainer decollates them
+    at ``MODEL_COMPLETED``), so a non-finite input batch is reported by sample, as with an undecollated trainer.
+    """
+    from monai.engines.utils import IterationEvents
+
+    from monai_galr.handlers import TerminateOnNan
+
+    guard = TerminateOnNan()
+    guard.attach = lambda engine: engine.add_event_handler(IterationEvents.LOSS_COMPLETED, guard)
+    return guard
 
 
 # ---- the metrics of the fixed protocol -----------------------------------------------------------------------------

@@ -345,7 +345,7 @@ def _case(name: str, tmp: Path) -> tuple[list[str], list[str]]:
     if name == "learning_rate_negative":
         return mnist + _tiny(learning_rate=-1), ["config entry 'learning_rate'", "got -1"]
     if name == "nan_input_training":
-        nan = "$[monai.transforms.Lambdad(keys='image',func=lambda x: x * float('nan'))]"
+        nan = "$monai.transforms.Lambdad(keys='image',func=lambda x: x * float('nan'))"
         return mnist + _tiny(max_epochs=2) + ["--overlay_train", nan], [
             "loss is NaN or infinite", "The input batch itself holds", "a data problem, not the learning rate"]
     if name == "resume_from_best_weights":
@@ -390,11 +390,11 @@ def test_last_line(name, tmp_path):
 TORCHRUN = {
     # rank 1 alone sees a NaN batch: both ranks stop at iteration 1 (not at the process group's 30 min timeout)
     "nan_on_rank1": (["--overlay_train",
-                      "$[monai.transforms.Lambdad(keys='image', func=lambda x: x * float('nan') if "
-                      "torch.distributed.get_rank() == 1 else x)]"],
+                      "$monai.transforms.Lambdad(keys='image', func=lambda x: x * float('nan') if "
+                      "torch.distributed.get_rank() == 1 else x)"],
                      ["loss is NaN or infinite", "a data problem, not the learning rate"]),
     # rank 0 alone writes checkpoints: its periodic save fails (a torch.save error), every rank stops after epoch 1
-    "save_fails_on_rank0": (["--checkpoint_saver#save_handler#pickle_module", "$None"],
+    "save_fails_on_rank0": (["--checkpointing#save_kwargs", "$dict(pickle_module=None)"],
                             ["training stopped at epoch 1: cannot write checkpoint", "checkpoint_epoch=1.pt", "(rank 0)"]),
 }
 

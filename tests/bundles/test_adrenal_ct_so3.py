@@ -87,7 +87,7 @@ def test_evaluate_prints_metrics(trained, tiny_data, capsys):
 
 def test_inference_default_synthetic_input(trained):
     out_dir = trained / "eval" / "inference"
-    _run("inferring", INFER, trained, spatial_size=[16, 16, 16], num_threads=1, rotation_euler_degrees=[90, 0, 0])
+    _run("inferring", INFER, trained, spatial_size=[16, 16, 16], num_threads=1, euler_degrees=[90, 0, 0])
     names = sorted(os.listdir(out_dir))
     assert "synthetic_input.nii.gz" in names
     pred = [n for n in names if n.endswith("_pred_rot90_0_0.nii.gz")]

@@ -24,9 +24,9 @@ _SUMMARY = (
     "'world_size': torch.distributed.get_world_size(), "
     "'train_handlers': [type(h).__name__ for h in @train#handlers], "
     "'rank0_handlers': [type(h).__name__ for h in @train#rank0_handlers], "
-    "'val_handlers': [type(h).__name__ for h in @validate#handlers], "
+    "'val_handlers': [type(h).__name__ for h in monai_galr.bundle.handler_list(@validate#handlers)], "
     "'summary_writer': @summary_writer is not None, "
-    "'savers': [@best_model_saver is not None, @checkpoint_saver is not None], "
+    "'savers': [@checkpointing.best_model_saver is not None, @checkpointing.checkpoint_saver is not None], "
     "'sampler': type(@train#dataloader.sampler).__name__}"
 )
 DUMP = (

@@ -1,15 +1,17 @@
-"""MLflow experiment tracking of the bundles' training: ``--tracking bundles/<name>/configs/mlflow.yaml``.
+"""MLflow experiment tracking of the bundles' training: ``--tracking mlflow`` and ``--tracking <bundle>/mlflow.yaml``.
 
 Checks that every handler id of the shipped settings (and of MONAI's default ``--tracking mlflow`` settings) exists
-in the bundle's train.yaml, why MONAI's default trainer handler cannot log this trainer's output, and runs tiny
-trainings with tracking into a temporary SQLite store (MONAI >= 1.6 refuses ``file://`` tracking URIs), reading
+in the bundle's train.yaml, that MONAI's default trainer transform reads this trainer's (decollated) output, and
+runs tiny trainings with tracking into a SQLite store (MONAI >= 1.6 refuses ``file://`` tracking URIs), reading
 runs, metrics, params and artifacts back with MLflow's client.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,10 +46,8 @@ def test_settings_ids_exist_in_train_config(name):
     for role, ids in settings["handlers_id"].items():
         assert parser.get(ids["id"]) is not None, f"{name}/train.yaml has no engine {ids['id']!r} ({role})"
         assert isinstance(parser.get(ids["handlers"]), list), f"{name}/train.yaml: {ids['handlers']!r} is no list"
-    trainer = settings["configs"]["trainer"]
-    refs = [v[1:] for v in trainer["experiment_param"].values() if isinstance(v, str) and v.startswith("@")]
-    refs.append("log_interval")
-    missing = [r for r in refs if r not in parser]
+    refs = set(re.findall(r"@(\w+)", settings["configs"]["trainer"])) - set(settings["configs"])
+    missing = sorted(r for r in refs if r not in parser)
     assert not missing, f"{name}/train.yaml lacks the entries {missing} that mlflow.yaml logs"
 
 
@@ -62,15 +62,32 @@ def test_default_mlflow_settings_ids_exist(name):
     assert "output_dir" in parser
 
 
-def test_default_trainer_transform_does_not_fit_this_trainer():
-    """Why the bundles ship mlflow.yaml: GroupActionTrainer's output is one dict (decollate=False)."""
+def _decollated_output() -> list:
+    """What GroupActionTrainer's ``engine.state.output`` is under the bundles' ``decollate: true``."""
+    from monai.transforms import Decollated
+
+    batch = {"image": torch.zeros(2, 1, 4, 4), "loss": torch.tensor(0.5), "loss_r": 0.3, "loss_i": 0.1,
+             "loss_v": 0.1, "mask_fraction": 1.0}
+    return Decollated(keys=None, detach=True)(batch)
+
+
+def test_default_trainer_transform_reads_this_trainer():
+    """MONAI's `--tracking mlflow` trainer transform gets the loss as a number from the decollated output."""
     default = ConfigParser({"t": DEFAULT_MLFLOW_SETTINGS["configs"]["trainer"]["output_transform"]})
-    default_transform = default.get_parsed_content("t")
-    output = {"loss": torch.tensor(0.5), "loss_r": 0.3, "loss_i": 0.1, "loss_v": 0.1, "mask_fraction": 1.0}
-    assert isinstance(default_transform(output), tuple)  # not a number, not a dict: MLflow refuses it
-    ours = ConfigParser.load_config_file(str(_configs("rotated_mnist_so2") / "mlflow.yaml"))
-    transform = ConfigParser({"t": ours["configs"]["trainer"]["output_transform"]}).get_parsed_content("t")
-    assert transform(output) == {"loss": 0.5, "loss_r": 0.3, "loss_i": 0.1, "loss_v": 0.1, "mask_fraction": 1.0}
+    assert default.get_parsed_content("t")(_decollated_output()) == 0.5
+    for name in NAMES:
+        assert _train_parser(name).get("train#trainer#decollate") is True, name
+
+
+def test_loss_terms_reads_both_layouts():
+    from monai_galr.bundle import loss_terms
+
+    keys = ("loss", "loss_r", "mask_fraction")
+    expected = {"loss": 0.5, "loss_r": 0.3, "mask_fraction": 1.0}
+    assert loss_terms(keys)(_decollated_output()) == expected
+    assert loss_terms(keys)({"loss": torch.tensor(0.5), "loss_r": 0.3, "mask_fraction": 1.0}) == expected
+    with pytest.raises(TypeError, match="list of output names"):
+        loss_terms("loss")
 
 
 def _adrenal_data(tmp_path: Path) -> dict:
@@ -119,3 +136,31 @@ def test_training_records_run_metrics_params(name, tmp_path, monkeypatch):
     assert any(a.startswith("config_") and a.endswith(".json") for a in artifacts), artifacts
     if name == "adrenal_ct_so3":  # the final test evaluation is tracked too (its own run)
         assert any("test_psnr" in r.data.metrics for r in runs), [sorted(r.data.metrics) for r in runs]
+
+
+@pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow-skinny, sqlalchemy and alembic are not installed")
+def test_monai_default_tracking_mlflow_logs_the_loss(tmp_path, monkeypatch):
+    """`--tracking mlflow` (MONAI's DEFAULT_MLFLOW_SETTINGS, nothing of ours): the store is the SQLite database
+    <output_dir>/mlruns.db that MONAI's default tracking_uri names; the trainer's loss is read back per iteration."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    name = "rotated_mnist_so2"
+    configs = _configs(name)
+    root = tmp_path / "bundle"
+    run("training", config_file=str(configs / "train.yaml"), meta_file=str(configs / "metadata.json"),
+        logging_file=False, bundle_root=str(root), tracking="mlflow", max_epochs=1, val_interval=1, num_threads=1,
+        **TINY[name](tmp_path))
+
+    db = root / "eval" / "mlruns.db"
+    assert db.is_file(), sorted(p.name for p in (root / "eval").iterdir())
+    client = mlflow.MlflowClient(tracking_uri="sqlite:///" + str(db))
+    experiment = client.get_experiment_by_name(DEFAULT_MLFLOW_SETTINGS["configs"]["experiment_name"])
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    train_runs = [r for r in runs if "train_loss" in r.data.metrics]
+    assert len(train_runs) == 1, [sorted(r.data.metrics) for r in runs]
+    history = client.get_metric_history(train_runs[0].info.run_id, "train_loss")
+    assert len(history) == 2  # 32 digits in batches of 16: one value per iteration
+    assert all(math.isfinite(m.value) and m.value > 0 for m in history)
+    assert "val_psnr" in train_runs[0].data.metrics
