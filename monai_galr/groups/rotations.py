@@ -8,6 +8,7 @@ spatial grid (``H``) is the first coordinate, axis 1 (``W``) the second and, in 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ __all__ = [
     "identity",
     "compose",
     "inverse",
+    "random_quaternion",
     "random_rotation",
     "random_c4",
     "validate_rotation",
@@ -101,30 +103,70 @@ def inverse(r: torch.Tensor) -> torch.Tensor:
     return r.transpose(-1, -2)
 
 
+def _uniform(batch: int, generator: Any) -> torch.Tensor:
+    """``(batch,)`` float64 uniform in [0, 1) from ``generator`` (its own stream, whatever its kind)."""
+    if isinstance(generator, (np.random.Generator, np.random.RandomState)):
+        return torch.from_numpy(np.asarray(generator.random(batch), dtype=np.float64).reshape(batch))
+    device = generator.device if generator is not None else "cpu"
+    return torch.rand(batch, generator=generator, dtype=torch.float64, device=device)
+
+
+def random_quaternion(batch: int, generator: Any = None) -> torch.Tensor:
+    """Haar-uniform unit quaternions ``(w, x, y, z)``, ``(batch, 4)`` float64: normalized Gaussian 4-vectors.
+
+    The four normals of each element are drawn in one go from ``generator``: a ``torch.Generator`` (on its device;
+    None: torch's global one), a numpy ``Generator`` or a ``RandomState`` (a MONAI transform's ``self.R``), in the
+    order ``w, x, y, z``.  This is the one SO(3) sampler of the package: training batches, the transforms, the
+    fixed evaluation protocol and the synthetic data all draw through it.
+
+    Not ``scipy.spatial.transform.Rotation.random``: it reads the same normals as ``(x, y, z, w)``, so every seeded
+    rotation (the fixed test rotations behind the documented metrics, the cached synthetic sets) would change.
+    """
+    _check_batch(batch)
+    if isinstance(generator, (np.random.Generator, np.random.RandomState)):
+        q = torch.from_numpy(np.asarray(generator.standard_normal((batch, 4)), dtype=np.float64))
+    else:
+        device = generator.device if generator is not None else "cpu"
+        q = torch.randn(batch, 4, generator=generator, dtype=torch.float64, device=device)
+    return q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def quaternion_to_rotation_matrix(q: torch.Tensor) -> torch.Tensor:
+    """``(B, 4)`` unit quaternions ``(w, x, y, z)`` -> ``(B, 3, 3)`` float64 matrices, by scipy's ``Rotation``.
+
+    For sampled (constant) quaternions on the CPU; :func:`monai_galr.groups.quaternion_to_matrix` is the batched,
+    differentiable torch version of the same map.
+    """
+    from scipy.spatial.transform import Rotation
+
+    q = torch.as_tensor(q)
+    if q.shape[0] == 0:
+        return torch.zeros(0, 3, 3, dtype=torch.float64, device=q.device)
+    m = Rotation.from_quat(q.detach().cpu().double().numpy(), scalar_first=True).as_matrix()
+    return torch.from_numpy(np.ascontiguousarray(m)).to(q.device)
+
+
 def random_rotation(
     batch: int,
     dim: int,
-    generator: torch.Generator | None = None,
+    generator: Any = None,
     dtype: torch.dtype = torch.float32,
     device=None,
 ) -> torch.Tensor:
     """Haar-uniform random rotations, ``(batch, dim, dim)``.
 
-    SO(2): a uniform angle in [0, 2*pi).  SO(3): a normalized Gaussian quaternion (uniform on S^3, hence Haar).
-    Sampling happens on ``generator``'s device (CPU by default) and the result is moved to ``device``.
+    SO(2): a uniform angle in [0, 2*pi).  SO(3): :func:`random_quaternion` (uniform on S^3, hence Haar), turned
+    into a matrix by scipy's ``Rotation``.  ``generator``: a ``torch.Generator`` (sampling happens on its device,
+    CPU by default), a numpy ``Generator`` or ``RandomState``; the result is moved to ``device``.
     """
     from monai_galr.groups.so2 import angle_to_matrix
-    from monai_galr.groups.so3 import quaternion_to_matrix
 
     _check_batch(batch)
     _check_dim(dim)
-    gen_device = generator.device if generator is not None else "cpu"
     if dim == 2:
-        angle = torch.rand(batch, generator=generator, dtype=torch.float64, device=gen_device) * (2 * math.pi)
-        out = angle_to_matrix(angle)
+        out = angle_to_matrix(_uniform(batch, generator) * (2 * math.pi))
     else:
-        q = torch.randn(batch, 4, generator=generator, dtype=torch.float64, device=gen_device)
-        out = quaternion_to_matrix(q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        out = quaternion_to_rotation_matrix(random_quaternion(batch, generator))
     return out.to(dtype=dtype, device=device)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +14,9 @@ from monai_galr.groups import (
     identity,
     inverse,
     matrix_to_angle,
+    quaternion_to_matrix,
     random_c4,
+    random_quaternion,
     random_rotation,
     rotation_tolerance,
     validate_rotation,
@@ -230,3 +233,37 @@ class TestValidateRotation:
         validate_rotation(r)  # within the float32 tolerance
         with pytest.raises(ValueError, match="orthonormal"):
             validate_rotation(r.double())  # but not within the float64 one
+
+
+class TestOneSampler:
+    """random_quaternion is the one SO(3) sampler: each generator kind keeps its own seeded stream."""
+
+    @pytest.mark.parametrize("make", [lambda: np.random.default_rng(4), lambda: np.random.RandomState(4)])
+    def test_numpy_generators_draw_the_normals_in_wxyz_order(self, make):
+        q = random_quaternion(5, make()).numpy()
+        raw = make().standard_normal((5, 4))
+        np.testing.assert_allclose(q, raw / np.linalg.norm(raw, axis=-1, keepdims=True), rtol=0, atol=1e-15)
+
+    def test_matrices_agree_with_the_torch_conversion_and_scipy(self):
+        from scipy.spatial.transform import Rotation
+
+        q = random_quaternion(64, torch.Generator().manual_seed(2))
+        m = random_rotation(64, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        torch.testing.assert_close(m, quaternion_to_matrix(q), rtol=0, atol=1e-12)
+        # scipy's quaternions are scalar-last
+        np.testing.assert_allclose(m.numpy(), Rotation.from_quat(q.numpy()[:, [1, 2, 3, 0]]).as_matrix(), atol=1e-12)
+        validate_rotation(m, dim=3)
+
+    def test_torch_stream_is_the_previous_one(self):
+        g = torch.Generator().manual_seed(0)
+        q = torch.randn(8, 4, generator=g, dtype=torch.float64)
+        old = quaternion_to_matrix(q / q.norm(dim=-1, keepdim=True)).float()
+        assert torch.equal(random_rotation(8, 3, generator=torch.Generator().manual_seed(0)), old)
+
+    def test_so2_from_numpy(self):
+        r = random_rotation(6, 2, generator=np.random.default_rng(1), dtype=torch.float64)
+        angle = np.random.default_rng(1).random(6) * 2 * math.pi
+        torch.testing.assert_close(r, angle_to_matrix(torch.as_tensor(angle)))
+
+    def test_empty_batch(self):
+        assert random_rotation(0, 3, generator=np.random.default_rng(0)).shape == (0, 3, 3)
