@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 import torch
 
-from monai_galr.groups import random_rotation, rotate_image, validate_rotation
-from monai_galr.transforms.overlay import composite
+from monai_galr.groups import identity, random_rotation, rotate_image, validate_rotation
+from monai_galr.utils import composite
 
-__all__ = ["PrepareGroupActionBatch"]
+__all__ = ["PrepareGroupActionBatch", "start_iteration"]
 
 
 class PrepareGroupActionBatch:
@@ -26,6 +26,8 @@ class PrepareGroupActionBatch:
         image_key / rotation_key / background_key / mask_key: keys of the batch dict.
         random_if_missing: sample Haar-uniform rotations on the device when the batch has no ``rotation_key``
             (training); when False a missing rotation is an error (evaluation needs the fixed protocol).
+        identity_if_missing: use the identity (``T_R x = x``) when the batch has no ``rotation_key`` (the studies
+            that look at unrotated inputs only); ``random_if_missing`` wins when both are set.
         seed: seed of the generator used for those samples.
         mode / padding_mode: interpolation of ``T_R`` (see ``monai_galr.groups.rotate_image``).
 
@@ -44,15 +46,13 @@ class PrepareGroupActionBatch:
         seed: int = 0,
         mode: str = "bilinear",
         padding_mode: str = "zeros",
+        identity_if_missing: bool = False,
     ) -> None:
-        self.image_key = image_key
-        self.rotation_key = rotation_key
-        self.background_key = background_key
-        self.mask_key = mask_key
-        self.random_if_missing = random_if_missing
+        self.image_key, self.rotation_key = image_key, rotation_key
+        self.background_key, self.mask_key = background_key, mask_key
+        self.random_if_missing, self.identity_if_missing = random_if_missing, identity_if_missing
         self.seed = int(seed)
-        self.mode = mode
-        self.padding_mode = padding_mode
+        self.mode, self.padding_mode = mode, padding_mode
         self._generator: torch.Generator | None = None
 
     def _random(self, batch: int, dim: int) -> torch.Tensor:
@@ -75,6 +75,8 @@ class PrepareGroupActionBatch:
             r = torch.as_tensor(batchdata[self.rotation_key], dtype=torch.float32)
         elif self.random_if_missing:
             r = self._random(fg.shape[0], dim)
+        elif self.identity_if_missing:
+            r = identity(fg.shape[0], dim)
         else:
             raise ValueError(
                 f"the batch has no {self.rotation_key!r} key: evaluation uses a fixed rotation per image "
@@ -100,3 +102,20 @@ class PrepareGroupActionBatch:
         else:
             x = fg
         return x, target, (r,), {}
+
+
+def start_iteration(engine, batchdata) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The common start of the engines' ``_iteration``: prepare the batch and seed ``engine.state.output``.
+
+    Returns ``(x, T_R x, R)``; ``engine.state.output`` becomes ``{"image": x, "label": T_R x, "rotation": R}``.
+
+    Raises:
+        ValueError: ``batchdata`` is None.
+    """
+    if batchdata is None:
+        raise ValueError("Must provide batch data for current iteration.")
+    inputs, targets, (rotation,), _ = engine.prepare_batch(
+        batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs
+    )
+    engine.state.output = {"image": inputs, "label": targets, "rotation": rotation}
+    return inputs, targets, rotation

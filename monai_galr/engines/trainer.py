@@ -9,7 +9,8 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
-from monai_galr.engines.batch import PrepareGroupActionBatch
+from monai_galr.engines.batch import PrepareGroupActionBatch, start_iteration
+from monai_galr.utils import unwrap
 
 __all__ = ["GroupActionTrainer", "unwrap_network"]
 
@@ -17,11 +18,8 @@ LOSS_TERMS = ("loss_r", "loss_i", "loss_v")
 ALPHA_GRAD_TERMS = ("loss_r", "loss_i", "loss_v", "loss_s")
 
 
-def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
-    """The module inside ``DataParallel`` / ``DistributedDataParallel`` wrappers."""
-    while hasattr(network, "module") and isinstance(network.module, torch.nn.Module):
-        network = network.module
-    return network
+#: the former name of :func:`monai_galr.utils.unwrap` (kept for configs and callers that import it from here)
+unwrap_network = unwrap
 
 
 class GroupActionTrainer(SupervisedTrainer):
@@ -66,7 +64,7 @@ class GroupActionTrainer(SupervisedTrainer):
 
     def _alpha_grads(self, engine: GroupActionTrainer, losses: dict[str, torch.Tensor]) -> dict | None:
         """Per-term gradients of the weighted loss terms w.r.t. the ALD logits (see ``alpha_grad_interval``)."""
-        alpha = getattr(getattr(unwrap_network(engine.network), "ald", None), "alpha", None)
+        alpha = getattr(getattr(unwrap(engine.network), "ald", None), "alpha", None)
         if alpha is None or not alpha.requires_grad:
             return None
         weights = engine.loss_function.weights() if hasattr(engine.loss_function, "weights") else {}
@@ -88,13 +86,7 @@ class GroupActionTrainer(SupervisedTrainer):
         return out
 
     def _iteration(self, engine: GroupActionTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        inputs, targets, args, kwargs = engine.prepare_batch(
-            batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs
-        )
-        (rotation,) = args
-        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets, "rotation": rotation}
+        inputs, targets, rotation = start_iteration(engine, batchdata)
 
         def _compute_pred_loss() -> None:
             outs = engine.inferer(inputs, engine.network, rotation, targets)
@@ -125,6 +117,6 @@ class GroupActionTrainer(SupervisedTrainer):
             engine.state.output[Keys.LOSS].backward()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
             engine.optimizer.step()
-        engine.state.output["mask_fraction"] = unwrap_network(engine.network).ald.varying_fraction()
+        engine.state.output["mask_fraction"] = unwrap(engine.network).ald.varying_fraction()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output

@@ -131,3 +131,12 @@ def test_3d_batch():
     torch.testing.assert_close(target, vol, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="rotation"):
         PrepareGroupActionBatch()({"image": vol, "rotation": identity(1, 2)})
+
+
+def test_identity_if_missing_gives_the_input_as_target():
+    x = torch.rand(3, 1, 8, 8)
+    inputs, target, (r,), _ = PrepareGroupActionBatch(identity_if_missing=True)({"image": x})
+    torch.testing.assert_close(target, inputs)
+    torch.testing.assert_close(r, identity(3, 2))
+    with pytest.raises(ValueError, match="'rotation'"):
+        PrepareGroupActionBatch()({"image": x})

@@ -58,3 +58,20 @@ def test_evaluator_requires_rotations():
     )
     with pytest.raises(ValueError, match="'rotation'"):
         evaluator.run()
+
+
+def test_evaluator_latent_outputs_and_unknown_names():
+    net = _net()
+    evaluator = GroupActionEvaluator(
+        device=torch.device("cpu"), val_data_loader=DataLoader(_items(), batch_size=4), network=net,
+        outputs=("z", "z_target"),
+    )
+    evaluator.run()
+    out = evaluator.state.output
+    assert "pred" not in out and "pred_identity" not in out
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(out["z"], net.encode(out["image"]))
+        torch.testing.assert_close(out["z_target"], net.encode(out["label"]))
+    with pytest.raises(ValueError, match="outputs must be a subset"):
+        GroupActionEvaluator(device=torch.device("cpu"), val_data_loader=[], network=net, outputs=("latent",))
