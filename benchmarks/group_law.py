@@ -505,7 +505,7 @@ def append_row(path: str, label: str, res: dict) -> str:
     Raises:
         ValueError: ``path`` exists but holds no table with this script's header.
     """
-    from monai_galr.analysis.utils import write_text_atomic
+    from monai_galr.utils import write_text_atomic
 
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -602,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(timing), flush=True)
         return 0
 
-    from monai_galr.analysis.utils import iterate_batches, json_safe, write_text_atomic
+    from monai_galr.analysis.utils import iterate_batches
+    from monai_galr.utils import json_safe, write_text_atomic
 
     batches = iterate_batches(setup["items"], setup["transform"], setup["eval_batch_size"], setup["device"])
     res = evaluate_group_laws(setup["net"], batches, setup["ssim_metric"], amp=setup["amp"])

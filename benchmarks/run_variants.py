@@ -37,8 +37,7 @@ import sys
 import time
 
 from monai_galr.analysis.sweep import run_sweep
-from monai_galr.analysis.utils import write_text_atomic
-from monai_galr.handlers.report import write_json_atomic
+from monai_galr.utils import write_json_atomic, write_text_atomic
 
 STUDIES = {
     "variants": {

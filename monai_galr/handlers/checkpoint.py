@@ -9,6 +9,8 @@ import torch
 from ignite.engine import Engine
 from monai.handlers import CheckpointLoader
 
+from monai_galr.utils import unwrap
+
 __all__ = ["GroupActionCheckpointLoader", "load_network_weights"]
 
 
@@ -41,9 +43,8 @@ def load_network_weights(network: torch.nn.Module, path: str, map_location=None,
     state = obj[key] if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict) else obj
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path!r} holds a {type(state).__name__}, expected a state dict.")
-    target = network.module if hasattr(network, "module") else network
     try:
-        target.load_state_dict(state, strict=True)
+        unwrap(network).load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise _explain(path, e) from e
 

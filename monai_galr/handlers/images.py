@@ -7,28 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from ignite.engine import Engine, Events
 from monai.handlers import from_engine
-from monai.utils import IgniteInfo, min_version, optional_import
 
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+from monai_galr.handlers.tensorboard import LazyTensorBoardHandler
+from monai_galr.utils import check_positive_int, mid_slices
+
 if TYPE_CHECKING:
-    from ignite.engine import Engine
     from torch.utils.tensorboard import SummaryWriter
-else:
-    Engine, _ = optional_import(
-        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
-    )
-    SummaryWriter, _ = optional_import("torch.utils.tensorboard", name="SummaryWriter")
 
 __all__ = ["GroupActionImageHandler", "action_panel"]
-
-
-def _mid_slices(img: np.ndarray) -> list[np.ndarray]:
-    """``(H, W)`` -> ``[img]``; ``(H, W, D)`` -> the three orthogonal mid-slices ``[(W, D), (H, D), (H, W)]``."""
-    if img.ndim == 2:
-        return [img]
-    h, w, d = img.shape
-    return [img[h // 2], img[:, w // 2], img[:, :, d // 2]]
 
 
 def action_panel(image: Any, target: Any, pred: Any, pad: int = 1) -> np.ndarray:
@@ -55,7 +43,7 @@ def action_panel(image: Any, target: Any, pred: Any, pad: int = 1) -> np.ndarray
         raise ValueError(f"image must be (C, H, W) or (C, H, W, D), got shape {arrays[0].shape}.")
     x, y, p = (np.clip(a[0], 0.0, 1.0) for a in arrays)
     err = np.abs(y - p)  # both clipped, so already in [0, 1]
-    rows = [_mid_slices(a) for a in (x, y, p, err)]
+    rows = [[tile for _, tile in mid_slices(a)] for a in (x, y, p, err)]
     th = max(t.shape[0] for t in rows[0])
     tw = max(t.shape[1] for t in rows[0])
     ncols = len(rows[0])
@@ -81,7 +69,7 @@ def _as_batch(value: Any, key: str) -> torch.Tensor:
     return value
 
 
-class GroupActionImageHandler:
+class GroupActionImageHandler(LazyTensorBoardHandler):
     """Write, for up to ``max_images`` samples of the last batch, a grid input / target / prediction / error map.
 
     The data is read from ``engine.state.output`` (a dict of batched ``(B, C, H, W[, D])`` tensors, or a list
@@ -120,17 +108,14 @@ class GroupActionImageHandler:
         output_keys: Sequence[str] = ("image", "label", "pred"),
         global_iter_transform: Callable[[int], int] = lambda x: x,
     ) -> None:
-        for pname, value in (("interval", interval), ("max_images", max_images)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{pname} must be a positive int, got {value!r}.")
+        check_positive_int(interval, "interval")
+        check_positive_int(max_images, "max_images")
         if not isinstance(tag, str):
             raise TypeError(f"tag must be a str, got {type(tag).__name__}.")
         keys = tuple(output_keys) if not isinstance(output_keys, str) else (output_keys,)
         if len(keys) != 3 or not all(isinstance(k, str) for k in keys):
             raise ValueError(f"output_keys must be three keys (input, target, prediction), got {output_keys!r}.")
-        self._writer = summary_writer
-        self.internal_writer = summary_writer is None
-        self.log_dir = log_dir
+        super().__init__(summary_writer, log_dir)
         self.interval = interval
         self.epoch_level = bool(epoch_level)
         self.max_images = max_images
@@ -138,13 +123,6 @@ class GroupActionImageHandler:
         self.output_keys = keys
         self.output_transform = from_engine(list(keys))
         self.global_iter_transform = global_iter_transform
-
-    @property
-    def writer(self) -> SummaryWriter:
-        """The summary writer, created in ``log_dir`` on first use when none was given."""
-        if self._writer is None:
-            self._writer = SummaryWriter(log_dir=self.log_dir)
-        return self._writer
 
     def attach(self, engine: Engine) -> None:
         """Register the handler on ``engine`` (trainer or evaluator)."""
@@ -168,9 +146,3 @@ class GroupActionImageHandler:
             panel = action_panel(image[i], target[i], pred[i])
             writer.add_image(f"{self.tag}/{i}", panel, step, dataformats="CHW")
         writer.flush()
-
-    def close(self) -> None:
-        """Close the summary writer if this handler created it."""
-        if self.internal_writer and self._writer is not None:
-            self._writer.close()
-            self._writer = None

@@ -6,17 +6,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import torch
-from monai.utils import IgniteInfo, min_version, optional_import
+from ignite.engine import Engine, Events
 
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+from monai_galr.handlers.tensorboard import LazyTensorBoardHandler
+
 if TYPE_CHECKING:
-    from ignite.engine import Engine
     from torch.utils.tensorboard import SummaryWriter
-else:
-    Engine, _ = optional_import(
-        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
-    )
-    SummaryWriter, _ = optional_import("torch.utils.tensorboard", name="SummaryWriter")
 
 __all__ = ["MaskStatsHandler", "find_ald"]
 
@@ -33,7 +28,7 @@ def find_ald(network: Any) -> Any:
         TypeError: neither ``network`` nor ``network.module`` has an ``ald`` attribute.
     """
     net = network
-    while not hasattr(net, "ald") and hasattr(net, "module"):
+    while not hasattr(net, "ald") and hasattr(net, "module"):  # any wrapper with .module, not only nn.Modules
         net = net.module
     if not hasattr(net, "ald"):
         raise TypeError(
@@ -43,7 +38,7 @@ def find_ald(network: Any) -> Any:
     return net.ald
 
 
-class MaskStatsHandler:
+class MaskStatsHandler(LazyTensorBoardHandler):
     """Record how many latent channels the ALD mask marks as transformation-varying.
 
     At every epoch end (or iteration end with ``epoch_level=False``) it reads ``network.ald`` and
@@ -95,23 +90,14 @@ class MaskStatsHandler:
         find_ald(network)  # fail early with a clear message
         if not isinstance(tag_prefix, str):
             raise TypeError(f"tag_prefix must be a str, got {type(tag_prefix).__name__}.")
+        super().__init__(summary_writer, log_dir)
         self.network = network
-        self._writer = summary_writer
-        self.internal_writer = summary_writer is None
-        self.log_dir = log_dir
         self.tag_prefix = tag_prefix
         self.epoch_level = bool(epoch_level)
         self._name = name
         self.logger = logging.getLogger(name)
         self._grad_acc: dict[str, dict[str, Any]] = {}
         self._last_grad_iteration: int | None = None
-
-    @property
-    def writer(self) -> SummaryWriter:
-        """The summary writer, created in ``log_dir`` on first use when none was given."""
-        if self._writer is None:
-            self._writer = SummaryWriter(log_dir=self.log_dir)
-        return self._writer
 
     def attach(self, engine: Engine) -> None:
         """Register the handler on ``engine`` (a trainer)."""
@@ -217,9 +203,3 @@ class MaskStatsHandler:
         if probs.numel():
             writer.add_histogram(f"{self.tag_prefix}/probabilities", probs.numpy(), step)
         writer.flush()
-
-    def close(self) -> None:
-        """Close the summary writer if this handler created it."""
-        if self.internal_writer and self._writer is not None:
-            self._writer.close()
-            self._writer = None

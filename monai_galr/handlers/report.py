@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 
 from ignite.engine import Engine, Events
 
+from monai_galr.utils import unwrap, write_json_atomic
+
+# write_json_atomic lives in monai_galr.utils; still importable from here (data_prep scripts, tests)
 __all__ = ["MetricsReport", "write_json_atomic"]
-
-
-def write_json_atomic(obj, path: str) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class MetricsReport:
@@ -71,8 +56,7 @@ class MetricsReport:
         if rot is not None and ident:
             result["psnr_ratio"] = rot / ident
         if self.network is not None:
-            net = self.network.module if hasattr(self.network, "module") else self.network
-            ald = getattr(net, "ald", None)
+            ald = getattr(unwrap(self.network), "ald", None)
             if ald is not None:
                 result["partition"] = ald.partition
                 result["tau"] = float(ald.tau)

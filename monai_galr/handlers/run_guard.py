@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
+
+from monai_galr.utils import atomic_output
 
 __all__ = ["KeepNSaved", "RunGuard", "SafeDiskSaver", "any_rank", "distributed", "gather_messages"]
 
@@ -92,18 +93,11 @@ class SafeDiskSaver(DiskSaver):
         self.name = name
 
     def _save_func(self, checkpoint: Any, path: Path, func: Callable) -> None:
-        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".partial-{path.name}-", dir=self.dirname)
-            with os.fdopen(fd, "wb") as f:
+            # the temporary keeps the target's extension (.pt): readers that look at the name see a checkpoint
+            with atomic_output(path, prefix=f".partial-{path.name}-", suffix=path.suffix) as tmp, open(tmp, "wb") as f:
                 func(checkpoint, f, **self.kwargs)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private
-            os.replace(tmp, path)
         except BaseException as e:
-            if tmp is not None and os.path.exists(tmp):
-                os.remove(tmp)
             if not isinstance(e, Exception):
                 raise
             message = (
