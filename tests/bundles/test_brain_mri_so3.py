@@ -101,8 +101,10 @@ def test_datalist_with_missing_files(oasis_dir, tmp_path):
     assert "points at 1 missing file" in str(cause) and str(tmp_path / "gone") in str(cause)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("itk") is not None, reason="itk is installed")
-def test_itk_reader_selectable(oasis_dir, tmp_path):
+@pytest.mark.skipif(importlib.util.find_spec("itk") is not None, reason="itk is installed: the ITK reader itself is "
+                    "tested by test_brain_itk_reader.py")
+def test_itk_reader_without_itk_names_it(oasis_dir, tmp_path):
+    """Without itk, ``--image_reader ITKReader`` fails naming itk (runs only where itk is absent)."""
     from monai.utils import OptionalImportError
 
     with pytest.raises(Exception) as e:

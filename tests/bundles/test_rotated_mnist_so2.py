@@ -178,3 +178,13 @@ def test_metadata_check_can_fail(tmp_path):
 
 def test_network_matches_metadata_shapes():
     verify_net_in_out(net_id="network_def", meta_file=META, config_file=TRAIN, device="cpu")
+    # verify_net_in_out compares only the channel count: check the whole (C, H, W) metadata names
+    import torch
+    from monai.bundle import ConfigParser
+
+    fmt = json.loads(Path(META).read_text())["network_data_format"]
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    with torch.no_grad():
+        y = parser.get_parsed_content("network_def").eval()(torch.rand(2, 1, *fmt["inputs"]["image"]["spatial_shape"]))
+    assert tuple(y.shape) == (2, fmt["outputs"]["pred"]["num_channels"], *fmt["outputs"]["pred"]["spatial_shape"])
