@@ -21,6 +21,7 @@ import numpy as np
 
 from monai_galr.data.adrenal_synthetic import make_synthetic_adrenal
 from monai_galr.data.io import open_npz
+from monai_galr.utils import check_max
 
 __all__ = [
     "ADRENAL_FILES",
@@ -206,12 +207,8 @@ def default_synthetic_dir() -> str:
 
 
 def ensure_synthetic_adrenal(
-    cache_dir: str | os.PathLike | None = None,
-    n_train: int = 1188,
-    n_val: int = 98,
-    n_test: int = 298,
-    size: int = 64,
-    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None, n_train: int = 1188, n_val: int = 98, n_test: int = 298,
+    size: int = 64, seed: int = 0,
 ) -> str:
     """Return a folder holding the synthetic set for these arguments, generating it once (atomically).
 
@@ -232,14 +229,6 @@ def ensure_synthetic_adrenal(
         logger.warning("generating the synthetic adrenal set (once) in %s ...", path)
         make_synthetic_adrenal(path, n_train=n_train, n_val=n_val, n_test=n_test, size=size, seed=seed)
     return folder
-
-
-def _check_max(value: int | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be None or a non-negative int, got {value!r}.")
-    return int(value)
 
 
 def adrenal_splits(
@@ -270,7 +259,7 @@ def adrenal_splits(
     Raises:
         ValueError / FileNotFoundError / TypeError: see :func:`load_adrenal_arrays`; a negative cap, or ``max_train=0``.
     """
-    caps = {s: _check_max(v, f"max_{s}") for s, v in zip(_SPLITS, (max_train, max_val, max_test))}
+    caps = {s: check_max(v, f"max_{s}") for s, v in zip(_SPLITS, (max_train, max_val, max_test))}
     size = _check_size(size)
     if dataset_dir is None:
         if len(synthetic_sizes) != 3:

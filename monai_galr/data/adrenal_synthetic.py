@@ -28,7 +28,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from monai_galr.data.io import atomic_output
-from monai_galr.groups import quaternion_to_matrix
+from monai_galr.groups import random_rotation
 
 __all__ = [
     "FIELD_OF_VIEW_MM",
@@ -50,13 +50,6 @@ def _check_int(value: int, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
     return int(value)
-
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A Haar-uniform ``(3, 3)`` rotation (a normalized Gaussian quaternion), float64."""
-    q = rng.standard_normal(4)
-    q /= max(float(np.linalg.norm(q)), 1e-12)
-    return quaternion_to_matrix(torch.as_tensor(q, dtype=torch.float64)[None])[0].numpy()
 
 
 def _limbs(rng: np.random.Generator) -> list[tuple[np.ndarray, float, float, float]]:
@@ -161,7 +154,7 @@ def synthetic_adrenal_volume(rng: np.random.Generator, size: int = 64, mass: boo
     r_max = float(np.sqrt((pts**2).sum(1)).max())
     scale = min(1.0, limit / r_max) * rng.uniform(0.85, 1.0)
     pts = pts * scale
-    pts = pts @ _random_rotation(rng).T
+    pts = pts @ random_rotation(1, 3, generator=rng, dtype=torch.float64)[0].numpy().T  # Haar
     coords = (pts + FIELD_OF_VIEW_MM / 2) / vox - 0.5  # mm -> voxel index, grid centre at (size - 1) / 2
     occ = _splat(coords, size, (_STEP_MM * scale) ** 3 / vox**3)
     occ = np.clip(occ, 0.0, 1.0)
@@ -170,12 +163,7 @@ def synthetic_adrenal_volume(rng: np.random.Generator, size: int = 64, mass: boo
 
 
 def make_synthetic_adrenal(
-    path: str | os.PathLike,
-    n_train: int = 1188,
-    n_val: int = 98,
-    n_test: int = 298,
-    size: int = 64,
-    seed: int = 0,
+    path: str | os.PathLike, n_train: int = 1188, n_val: int = 98, n_test: int = 298, size: int = 64, seed: int = 0,
     mass_fraction: float = 0.5,
 ) -> str:
     """Write a synthetic AdrenalMNIST3D-format npz (see the module docstring) to ``path``, atomically.

@@ -1,7 +1,8 @@
 """File-level checks shared by the data builders, the data_prep scripts and the bundles.
 
-- :func:`atomic_output` yields a temporary path beside the target and moves it into place only when the block
-  succeeds, so a failed or interrupted write never replaces an existing file with partial data;
+- :func:`atomic_output` (from :mod:`monai_galr.utils`, re-exported) yields a temporary path beside the target and
+  moves it into place only when the block succeeds, so a failed or interrupted write never replaces an existing
+  file with partial data;
 - :func:`ensure_writable_dir` creates a folder and proves it can be written (a probe file), so a bundle or a
   script fails in milliseconds, naming the parameter, instead of after hours of work;
 - :func:`check_image_file` says what is wrong with one image file (missing, empty, unreadable, wrong number of
@@ -11,12 +12,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+from monai_galr.utils import atomic_output, check_shape, check_spatial_dims
 
 __all__ = [
     "NIBABEL_SUFFIXES",
@@ -84,35 +86,6 @@ def ensure_writable_dir(path: str | os.PathLike, name: str = "output_dir") -> st
     return folder
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, prefix: str = ".tmp-", suffix: str = "") -> Iterator[str]:
-    """Yield a temporary file path in ``path``'s folder; move it onto ``path`` when the block succeeds.
-
-    On any error (or an interrupt) the temporary file is deleted and ``path`` is left as it was, so an existing
-    output is never replaced with partial data.  The folder is created; the file gets the usual mode (``mkstemp``
-    makes it private).  Choose ``suffix`` so that writers which pick the format from the name (nibabel: ``.nii.gz``)
-    see the right one.
-
-    Raises:
-        OSError: the folder cannot be created or written (raised before the block runs), or the final move fails.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def open_npz(path: str, keys: Sequence[str], what: str = "") -> np.lib.npyio.NpzFile:
     """Open ``path`` as an npz archive holding ``keys`` (pickle refused); use it as a context manager.
 
@@ -140,22 +113,6 @@ def open_npz(path: str, keys: Sequence[str], what: str = "") -> np.lib.npyio.Npz
             f"{path!r}: expected {what}keys {list(keys)}, missing {missing}; the archive holds {sorted(npz.files)}."
         )
     return npz
-
-
-def _check_shape(shape: Sequence[int] | None, ndim: int, name: str) -> tuple[int, ...] | None:
-    if shape is None:
-        return None
-    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) != ndim:
-        raise ValueError(f"{name} must be None or {ndim} positive ints, got {shape!r}.")
-    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
-        raise ValueError(f"{name} must be None or {ndim} positive ints, got {shape!r}.")
-    return tuple(int(s) for s in shape)
-
-
-def _check_spatial_dims(spatial_dims: int) -> int:
-    if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
-    return int(spatial_dims)
 
 
 def _one_line(e: BaseException) -> str:
@@ -188,8 +145,8 @@ def check_image_file(
     Raises:
         ValueError: a bad ``spatial_dims`` or ``expected_shape`` (the arguments, not the file).
     """
-    d = _check_spatial_dims(spatial_dims)
-    shape = _check_shape(expected_shape, d, "expected_shape")
+    d = check_spatial_dims(spatial_dims)
+    shape = check_shape(expected_shape, d, "expected_shape")
     path = os.fspath(path)
     if not os.path.exists(path):
         return "file does not exist"

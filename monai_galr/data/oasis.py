@@ -31,6 +31,7 @@ import numpy as np
 
 from monai_galr.data.io import check_image_file
 from monai_galr.data.oasis_demo import DEMO_NOTE, ensure_demo_oasis, make_demo_oasis
+from monai_galr.utils import check_fraction, check_max, check_seed, check_shape, write_json_atomic
 
 __all__ = [
     "DATALIST_KEYS",
@@ -58,24 +59,6 @@ OASIS_SHAPE = (160, 192, 224)
 #: split name in :func:`oasis_splits` -> key of the MONAI datalist JSON
 DATALIST_KEYS = {"train": "training", "val": "validation", "test": "test"}
 _SUBJECT_RE = re.compile(r"^OASIS_OAS1_\d+_MR1$")
-
-
-def _check_fraction(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a float in [0, 1), got {type(value).__name__}.")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}.")
-    return float(value)
-
-
-def _check_shape(shape: Sequence[int] | None, name: str) -> tuple[int, ...] | None:
-    if shape is None:
-        return None
-    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) != 3:
-        raise ValueError(f"{name} must be None or 3 positive ints, got {shape!r}.")
-    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in shape):
-        raise ValueError(f"{name} must be None or 3 positive ints, got {shape!r}.")
-    return tuple(int(s) for s in shape)
 
 
 def _check_dir(root: str | os.PathLike, name: str) -> str:
@@ -145,7 +128,7 @@ def check_volume(
     Returns:
         None, or a description such as ``"4D image of shape (160, 192, 224, 2), expected a 3D volume"``.
     """
-    return check_image_file(path, 3, _check_shape(expected_shape, "expected_shape"), check_values=check_values)
+    return check_image_file(path, 3, check_shape(expected_shape, 3, "expected_shape"), check_values=check_values)
 
 
 def split_subjects(
@@ -161,19 +144,21 @@ def split_subjects(
         ValueError: fractions outside [0, 1) or summing to 1 or more, a negative seed, duplicate ids, or nothing
             left to train on.
     """
-    val_fraction = _check_fraction(val_fraction, "val_fraction")
-    test_fraction = _check_fraction(test_fraction, "test_fraction")
+    val_fraction = check_fraction(val_fraction, "val_fraction")
+    test_fraction = check_fraction(test_fraction, "test_fraction")
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(
             f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}."
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    seed = check_seed(seed)
     ids = sorted(subjects)
     if len(set(ids)) != len(ids):
         raise ValueError("subjects must be unique ids.")
     n = len(ids)
-    perm = np.random.default_rng(int(seed)).permutation(n)
+    # not monai.data.partition_dataset: it shuffles with np.random.RandomState(seed), another permutation than
+    # default_rng(seed), so the same seed would move subjects between train / val / test and the shipped brain
+    # weights' documented test metrics would no longer be on the same test subjects
+    perm = np.random.default_rng(seed).permutation(n)
     n_test, n_val = round(n * test_fraction), round(n * val_fraction)
     if n - n_test - n_val < 1:
         raise ValueError(
@@ -189,13 +174,8 @@ def split_subjects(
 
 
 def build_oasis_datalist(
-    root: str | os.PathLike,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    expected_shape: Sequence[int] | None = OASIS_SHAPE,
-    image_name: str = OASIS_IMAGE,
-    check_values: bool = True,
+    root: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+    expected_shape: Sequence[int] | None = OASIS_SHAPE, image_name: str = OASIS_IMAGE, check_values: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Find, split and check the OASIS volumes of ``root``.
 
@@ -210,7 +190,7 @@ def build_oasis_datalist(
     Raises:
         ValueError: ``root`` holds no subject (see :func:`find_oasis_subjects`), bad fractions / seed / shape.
     """
-    shape = _check_shape(expected_shape, "expected_shape")
+    shape = check_shape(expected_shape, 3, "expected_shape")
     found = dict(find_oasis_subjects(root, image_name))
     split = split_subjects(list(found), val_fraction, test_fraction, seed)
     datalist: dict[str, Any] = {
@@ -264,8 +244,6 @@ def write_datalist(datalist: Mapping[str, Any], path: str | os.PathLike, report:
     Each file goes through a temporary file in the same folder and ``os.replace``, so an interrupted run never
     leaves a half-written JSON.
     """
-    from monai_galr.handlers.report import write_json_atomic
-
     if report is not None:
         write_json_atomic(dict(report), report_path_for(path))
     write_json_atomic(dict(datalist), os.fspath(path))
@@ -302,6 +280,9 @@ def load_oasis_datalist(path: str | os.PathLike, base_dir: str | os.PathLike | N
             f"datalist {path!r} must be a JSON object with a 'training' list (MONAI datalist format: 'training', "
             f"'validation', 'test' lists of {{\"image\": path}}), got {got}."
         )
+    # not monai.data.load_decathlon_datalist: it joins *every* value that names an existing path under base_dir
+    # (a "subject" id such as OASIS_OAS1_0001_MR1 becomes a folder path when the datalist sits in the OASIS root),
+    # needs a "validation" / "test" key, and does not list the missing files
     base = os.path.abspath(os.fspath(base_dir)) if base_dir is not None else os.path.dirname(os.path.abspath(path))
     out, missing = {}, []
     for name, key in DATALIST_KEYS.items():
@@ -326,11 +307,8 @@ def load_oasis_datalist(path: str | os.PathLike, base_dir: str | os.PathLike | N
 
 
 def _cap(items: list[dict], value: int | None, name: str) -> list[dict]:
-    if value is None:
-        return items
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be None or a non-negative int, got {value!r}.")
-    return items[: int(value)]
+    value = check_max(value, name)
+    return items if value is None else items[:value]
 
 
 def oasis_splits(

@@ -121,10 +121,7 @@ def _subject(template: np.ndarray, voxel: np.ndarray, rng: np.random.Generator, 
 
 
 def make_demo_oasis(
-    out_dir: str | os.PathLike,
-    n_subjects: int = 8,
-    seed: int = 0,
-    shape: Sequence[int] = _DEFAULT_SHAPE,
+    out_dir: str | os.PathLike, n_subjects: int = 8, seed: int = 0, shape: Sequence[int] = _DEFAULT_SHAPE,
     deform_mm: float = 2.0,
 ) -> list[str]:
     """Write an OASIS-style demo folder from nilearn's skull-stripped MNI152 template.
@@ -184,10 +181,7 @@ def make_demo_oasis(
 
 
 def ensure_demo_oasis(
-    cache_dir: str | os.PathLike,
-    n_subjects: int = 8,
-    seed: int = 0,
-    shape: Sequence[int] = _DEFAULT_SHAPE,
+    cache_dir: str | os.PathLike, n_subjects: int = 8, seed: int = 0, shape: Sequence[int] = _DEFAULT_SHAPE,
     deform_mm: float = 2.0,
 ) -> str:
     """Build the demo folder in ``cache_dir`` once; later calls with the same settings reuse it.

@@ -14,32 +14,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from monai_galr.groups import angle_to_matrix, quaternion_to_matrix, snap_exact
+from monai_galr.groups import angle_to_matrix, random_rotation, snap_exact
+from monai_galr.utils import check_items, check_seed, check_spatial_dims
 
 __all__ = ["ANGLE_OPTIONS", "attach_fixed_blocks", "attach_fixed_rotations"]
 
 ANGLE_OPTIONS = ("uniform", "c4")
-
-
-def _check_items(items: Sequence[Mapping]) -> list[Mapping]:
-    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Sequence):
-        raise TypeError(f"items must be a list of data dicts, got {type(items).__name__}.")
-    for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise TypeError(f"items must be a list of data dicts, but item {i} is a {type(item).__name__}.")
-    return list(items)
-
-
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
-    return int(seed)
-
-
-def _check_spatial_dims(spatial_dims: int) -> int:
-    if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, (int, np.integer)) or spatial_dims not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 (SO(2)) or 3 (SO(3)), got {spatial_dims!r}.")
-    return int(spatial_dims)
 
 
 def attach_fixed_rotations(
@@ -64,21 +44,18 @@ def attach_fixed_rotations(
         TypeError: ``items`` is not a list of dicts.
         ValueError: bad ``spatial_dims``, ``seed`` or ``angles`` (or ``"c4"`` with ``spatial_dims=3``).
     """
-    items = _check_items(items)
-    d = _check_spatial_dims(spatial_dims)
-    rng = np.random.default_rng(_check_seed(seed))
+    items = check_items(items, "items")
+    d = check_spatial_dims(spatial_dims)
+    rng = np.random.default_rng(check_seed(seed))
     if angles not in ANGLE_OPTIONS:
         raise ValueError(f"angles must be one of {ANGLE_OPTIONS}, got {angles!r}.")
     if angles == "c4" and d != 2:
         raise ValueError(f"angles='c4' (multiples of 90 degrees) is defined for spatial_dims=2 only, got {d}.")
     n = len(items)
-    if d == 2:
-        theta = rng.random(n) * (2 * math.pi) if angles == "uniform" else rng.integers(0, 4, n) * (math.pi / 2)
-        mats = angle_to_matrix(torch.as_tensor(theta, dtype=torch.float64).reshape(n)).numpy()
+    if angles == "c4":
+        mats = angle_to_matrix(torch.as_tensor(rng.integers(0, 4, n) * (math.pi / 2), dtype=torch.float64)).numpy()
     else:
-        q = rng.standard_normal((n, 4))
-        q /= np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
-        mats = quaternion_to_matrix(torch.as_tensor(q, dtype=torch.float64).reshape(n, 4)).numpy()
+        mats = random_rotation(n, d, generator=rng, dtype=torch.float64).numpy()
     mats = snap_exact(mats).astype(np.float32)
     return [{**item, "rotation": mats[i].copy()} for i, item in enumerate(items)]
 
@@ -102,7 +79,7 @@ def attach_fixed_blocks(
         TypeError: ``items`` is not a list of dicts.
         ValueError: a bad ``spatial_shape``, ``block_size`` (not positive, or larger than the image) or ``seed``.
     """
-    items = _check_items(items)
+    items = check_items(items, "items")
     if isinstance(spatial_shape, (str, bytes)) or not isinstance(spatial_shape, Sequence):
         raise ValueError(f"spatial_shape must be a sequence of 2 or 3 positive ints, got {spatial_shape!r}.")
     shape = tuple(spatial_shape)
@@ -121,7 +98,7 @@ def attach_fixed_blocks(
         raise ValueError(f"block_size must be a positive int or {d} positive ints, got {block_size!r}.")
     if any(b > s for b, s in zip(block, shape)):
         raise ValueError(f"block_size {tuple(block)} is larger than the image {shape}.")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     high = np.asarray([s - b + 1 for s, b in zip(shape, block)], dtype=np.int64)
     corners = rng.integers(0, high, size=(len(items), d), dtype=np.int64)
     return [{**item, "block_corner": corners[i].copy()} for i, item in enumerate(items)]

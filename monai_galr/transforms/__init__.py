@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monai_galr.transforms import checked_load, group, overlay
 from monai_galr.transforms.checked_load import LoadCheckedImage, LoadCheckedImaged, check_image_array
 from monai_galr.transforms.group import (
     GroupElement,
@@ -14,42 +15,8 @@ from monai_galr.transforms.group import (
     RandGroupElementDict,
 )
 from monai_galr.transforms.overlay import (
-    AttachBackgroundD,
-    AttachBackgroundd,
-    AttachBackgroundDict,
-    BlockOverlay,
-    BlockOverlayD,
-    BlockOverlayd,
-    BlockOverlayDict,
-    RandBlockOverlayD,
-    RandBlockOverlayd,
-    RandBlockOverlayDict,
-    attach_background_ids,
-    composite,
+    AttachBackgroundD, AttachBackgroundd, AttachBackgroundDict, BlockOverlay, BlockOverlayD, BlockOverlayd,
+    BlockOverlayDict, RandBlockOverlayD, RandBlockOverlayd, RandBlockOverlayDict, attach_background_ids, composite,
 )
 
-__all__ = [
-    "AttachBackgroundD",
-    "AttachBackgroundDict",
-    "AttachBackgroundd",
-    "attach_background_ids",
-    "BlockOverlay",
-    "BlockOverlayD",
-    "BlockOverlayDict",
-    "BlockOverlayd",
-    "GroupElement",
-    "GroupElementD",
-    "GroupElementDict",
-    "GroupElementd",
-    "LoadCheckedImage",
-    "LoadCheckedImaged",
-    "RandBlockOverlayD",
-    "RandBlockOverlayDict",
-    "RandBlockOverlayd",
-    "RandGroupElement",
-    "RandGroupElementD",
-    "RandGroupElementDict",
-    "RandGroupElementd",
-    "check_image_array",
-    "composite",
-]
+__all__ = [*checked_load.__all__, *group.__all__, *overlay.__all__]

@@ -20,10 +20,12 @@ from monai_galr.groups import (
     axis_angle_to_matrix,
     euler_to_matrix,
     identity,
-    quaternion_to_matrix,
+    quaternion_to_rotation_matrix,
+    random_quaternion,
     snap_exact,
     validate_rotation,
 )
+from monai_galr.utils import check_spatial_dims
 
 __all__ = [
     "GroupElement",
@@ -37,12 +39,6 @@ __all__ = [
 ]
 
 ANGLE_OPTIONS = ("uniform", "c4")
-
-
-def _check_spatial_dims(spatial_dims: int) -> int:
-    if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, (int, np.integer)) or spatial_dims not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 (SO(2)) or 3 (SO(3)), got {spatial_dims!r}.")
-    return int(spatial_dims)
 
 
 def _vector(value: Any, n: int, name: str) -> torch.Tensor:
@@ -83,16 +79,11 @@ class GroupElement(Transform):
     """
 
     def __init__(
-        self,
-        spatial_dims: int,
-        angle: float | None = None,
-        axis_angle: Sequence[float] | None = None,
-        euler: Sequence[float] | None = None,
-        matrix: Sequence[Sequence[float]] | np.ndarray | None = None,
-        degrees: bool = True,
-        convention: str = "ZYX",
+        self, spatial_dims: int, angle: float | None = None, axis_angle: Sequence[float] | None = None,
+        euler: Sequence[float] | None = None, matrix: Sequence[Sequence[float]] | np.ndarray | None = None,
+        degrees: bool = True, convention: str = "ZYX",
     ) -> None:
-        d = _check_spatial_dims(spatial_dims)
+        d = check_spatial_dims(spatial_dims)
         given = {k: v for k, v in (("angle", angle), ("axis_angle", axis_angle), ("euler", euler), ("matrix", matrix))}
         given = {k: v for k, v in given.items() if v is not None}
         if len(given) > 1:
@@ -144,15 +135,9 @@ class GroupElementd(MapTransform):
     """
 
     def __init__(
-        self,
-        keys: KeysCollection = "rotation",
-        spatial_dims: int = 2,
-        angle: float | None = None,
-        axis_angle: Sequence[float] | None = None,
-        euler: Sequence[float] | None = None,
-        matrix: Sequence[Sequence[float]] | np.ndarray | None = None,
-        degrees: bool = True,
-        convention: str = "ZYX",
+        self, keys: KeysCollection = "rotation", spatial_dims: int = 2, angle: float | None = None,
+        axis_angle: Sequence[float] | None = None, euler: Sequence[float] | None = None,
+        matrix: Sequence[Sequence[float]] | np.ndarray | None = None, degrees: bool = True, convention: str = "ZYX",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -189,7 +174,7 @@ class RandGroupElement(RandomizableTransform):
     """
 
     def __init__(self, spatial_dims: int, angles: str = "uniform", prob: float = 1.0) -> None:
-        self.spatial_dims = _check_spatial_dims(spatial_dims)
+        self.spatial_dims = check_spatial_dims(spatial_dims)
         if angles not in ANGLE_OPTIONS:
             raise ValueError(f"angles must be one of {ANGLE_OPTIONS}, got {angles!r}.")
         if angles == "c4" and self.spatial_dims != 2:
@@ -212,10 +197,7 @@ class RandGroupElement(RandomizableTransform):
             else:
                 self.angle = float(self.R.uniform(0.0, 2 * math.pi))
         else:
-            q = self.R.standard_normal(4)
-            while np.linalg.norm(q) < 1e-8:  # measure zero; keeps the division safe
-                q = self.R.standard_normal(4)
-            self.quaternion = q / np.linalg.norm(q)
+            self.quaternion = random_quaternion(1, self.R)[0].numpy()
 
     def __call__(self, data: Any = None, randomize: bool = True) -> np.ndarray:
         """Return a ``float32 (d, d)`` rotation (sampled now unless ``randomize=False``)."""
@@ -229,7 +211,7 @@ class RandGroupElement(RandomizableTransform):
             return GroupElement(2, angle=self.angle, degrees=False)()
         if self.quaternion is None:
             raise RuntimeError("randomize() must run before __call__(randomize=False).")
-        m = quaternion_to_matrix(torch.as_tensor(self.quaternion, dtype=torch.float64)[None])[0].numpy()
+        m = quaternion_to_rotation_matrix(torch.as_tensor(self.quaternion, dtype=torch.float64)[None])[0].numpy()
         return GroupElement(3, matrix=m)()
 
 

@@ -16,6 +16,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import convert_to_dst_type, ensure_tuple_rep
 
+from monai_galr.utils import composite  # re-exported: the engines composite batches with the same function
+
 __all__ = [
     "AttachBackgroundD",
     "AttachBackgroundDict",
@@ -30,28 +32,6 @@ __all__ = [
     "RandBlockOverlayd",
     "composite",
 ]
-
-
-def composite(foreground: Any, background: Any, mask: Any) -> Any:
-    """``mask * background + (1 - mask) * foreground``, broadcasting over any batch shape.
-
-    Works on numpy arrays and torch tensors; if any argument is a tensor the others are converted to its device
-    and dtype and a tensor is returned.
-
-    Args:
-        foreground: e.g. ``(B, C, H, W[, D])``: the layer that shows where ``mask == 0``.
-        background: same or broadcastable shape: the layer that shows where ``mask == 1``.
-        mask: e.g. ``(B, 1, H, W[, D])`` with values in [0, 1].
-    """
-    tensors = [t for t in (foreground, background, mask) if isinstance(t, torch.Tensor)]
-    if tensors:
-        ref = next((t for t in tensors if t.is_floating_point()), tensors[0])
-        dtype = ref.dtype if ref.is_floating_point() else torch.get_default_dtype()
-        foreground, background, mask = (
-            torch.as_tensor(t, device=ref.device, dtype=dtype) if not isinstance(t, torch.Tensor) else t
-            for t in (foreground, background, mask)
-        )
-    return mask * background + (1 - mask) * foreground
 
 
 def _check_block_size(block_size: int | Sequence[int]) -> tuple[int, ...]:
@@ -74,6 +54,12 @@ def _check_value(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"value must be a number (the block intensity), got {type(value).__name__}.")
     return float(value)
+
+
+def _require_key(d: Mapping[Hashable, Any], key: Hashable, name: str, hint: str) -> None:
+    """Raise ``KeyError`` naming the entry ``name``, the data's keys and ``hint`` when ``key`` is not in ``d``."""
+    if key not in d:
+        raise KeyError(f"{name} {key!r} is not in the data (keys: {sorted(map(str, d))}); {hint}")
 
 
 def _block_for(block_size: tuple[int, ...], spatial_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -173,17 +159,14 @@ class BlockOverlayd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        if self.corner_key not in d:
-            raise KeyError(
-                f"corner_key {self.corner_key!r} is not in the data (keys: {sorted(map(str, d))}); sample it with "
-                "RandBlockOverlayd or attach it with monai_galr.data.attach_fixed_blocks."
-            )
+        _require_key(d, self.corner_key, "corner_key", "sample it with RandBlockOverlayd or attach it with "
+                     "monai_galr.data.attach_fixed_blocks.")
         for key, bg_key, m_key in self.key_iterator(d, self.background_key, self.mask_key):
             d[bg_key], d[m_key] = self.overlay(d[key], d[self.corner_key])
         return d
 
 
-class RandBlockOverlayd(Randomizable, MapTransform):
+class RandBlockOverlayd(Randomizable, BlockOverlayd):
     """Sample a block corner where the block fits, record it under ``corner_key`` and add the block layer.
 
     The corner is uniform over ``0 <= corner[i] <= spatial_shape[i] - block_size[i]`` (from the first present key's
@@ -191,7 +174,7 @@ class RandBlockOverlayd(Randomizable, MapTransform):
 
     Args:
         keys, block_size, value, corner_key, background_key, mask_key, allow_missing_keys: see
-            :class:`BlockOverlayd`.
+            :class:`BlockOverlayd` (the same constructor).
 
     Example::
 
@@ -201,24 +184,10 @@ class RandBlockOverlayd(Randomizable, MapTransform):
         ((2,), (1, 28, 28), (1, 28, 28))
     """
 
-    def __init__(
-        self,
-        keys: KeysCollection = "image",
-        block_size: int | Sequence[int] = 7,
-        value: float = 1.0,
-        corner_key: str = "block_corner",
-        background_key: KeysCollection = "background",
-        mask_key: KeysCollection = "background_mask",
-        allow_missing_keys: bool = False,
-    ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        self.overlay_d = BlockOverlayd(
-            keys, block_size, value, corner_key, background_key, mask_key, allow_missing_keys
-        )
-        self.corner: np.ndarray | None = None
+    corner: np.ndarray | None = None
 
     def randomize(self, spatial_shape: Sequence[int]) -> None:
-        block = _block_for(self.overlay_d.overlay.block_size, tuple(spatial_shape))
+        block = _block_for(self.overlay.block_size, tuple(spatial_shape))
         self.corner = np.asarray(
             [self.R.randint(0, s - b + 1) for s, b in zip(spatial_shape, block)], dtype=np.int64
         )
@@ -232,8 +201,8 @@ class RandBlockOverlayd(Randomizable, MapTransform):
         if len(img.shape) not in (3, 4):
             raise ValueError(f"{first!r} must be channel-first (C, H, W) or (C, H, W, D), got {tuple(img.shape)}.")
         self.randomize(tuple(img.shape[1:]))
-        d[self.overlay_d.corner_key] = self.corner.copy()
-        return self.overlay_d(d)
+        d[self.corner_key] = self.corner.copy()
+        return super().__call__(d)
 
 
 BlockOverlayD = BlockOverlayDict = BlockOverlayd
@@ -302,11 +271,8 @@ class AttachBackgroundd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        if self.id_key not in d:
-            raise KeyError(
-                f"id_key {self.id_key!r} is not in the data (keys: {sorted(map(str, d))}); give each item a background "
-                "index with monai_galr.transforms.attach_background_ids."
-            )
+        _require_key(d, self.id_key, "id_key", "give each item a background index with "
+                     "monai_galr.transforms.attach_background_ids.")
         k = int(np.asarray(d[self.id_key]).reshape(-1)[0])
         if not 0 <= k < self.backgrounds.shape[0]:
             raise ValueError(f"{self.id_key} {k} is outside [0, {self.backgrounds.shape[0]}) (the number of backgrounds).")
