@@ -4,7 +4,12 @@ and the threshold-sweep / variant tables built from existing result JSONs.
 Each study is a function ``run_*`` that a bundle's ``evaluate.yaml`` exposes as a runner id (the same four ids,
 ``probe``, ``error_maps``, ``latent_swap``, ``latent_magnitudes``, in every bundle, 2D and 3D) and that writes JSON,
 a Markdown table or PNG figures (matplotlib, Agg; the three orthogonal mid-slices for 3D) into the eval folder,
-all at the end of the study and atomically (:func:`~monai_galr.analysis.utils.write_outputs_atomic`).
+all at the end of the study and atomically (:func:`~monai_galr.utils.write_outputs_atomic`).
+
+The four item studies are evaluator runs (:func:`~monai_galr.analysis.utils.run_study`): the engines'
+``GroupActionEvaluator`` and ``PrepareGroupActionBatch`` over the items and the evaluation transform, the weights
+loaded by MONAI's ``CheckpointLoader`` when the run starts, and each study's collection done by a handler over
+``engine.state.output``; there is no second data, checkpoint or forward path.
 """
 
 from __future__ import annotations

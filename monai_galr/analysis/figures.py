@@ -8,23 +8,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_galr.analysis.utils import (
-    check_items,
-    image_grid_figure,
-    iterate_batches,
-    prepare_network,
-    write_outputs_atomic,
-)
+from monai_galr.analysis.utils import CollectOutputs, check_items, image_grid_figure, run_study, write_outputs_atomic
 from monai_galr.groups import matrix_to_angle
+from monai_galr.utils import check_positive_int
 
 __all__ = ["check_num_cases", "error_map_figure", "run_error_maps"]
 
 
 def check_num_cases(num_cases: int, name: str = "num_cases") -> int:
     """Return ``num_cases`` if it is a positive int, else raise ``ValueError`` naming ``name``."""
-    if isinstance(num_cases, bool) or not isinstance(num_cases, int) or num_cases < 1:
-        raise ValueError(f"{name} must be a positive int, got {num_cases!r}.")
-    return num_cases
+    return check_positive_int(num_cases, name)
 
 
 def _rotation_name(r: torch.Tensor) -> str:
@@ -66,14 +59,8 @@ def error_map_figure(
 
 @torch.no_grad()
 def run_error_maps(
-    network: torch.nn.Module,
-    test_items: Sequence[Mapping],
-    output_dir: str,
-    transform: Any = None,
-    ckpt_path: str | None = None,
-    device: Any = None,
-    num_cases: int = 4,
-    protocol: str = "",
+    network: torch.nn.Module, test_items: Sequence[Mapping], output_dir: str, transform: Any = None,
+    ckpt_path: str | None = None, device: Any = None, num_cases: int = 4, protocol: str = "",
     filename: str = "error_maps",
 ) -> dict[str, Any]:
     """The error-map study (runner ``error_maps``) on the first ``num_cases`` test items with their fixed rotations.
@@ -87,22 +74,25 @@ def run_error_maps(
     """
     check_num_cases(num_cases)
     items = check_items(test_items, "test_items", require=("image", "rotation"))[:num_cases]
-    core = prepare_network(network, ckpt_path, device)
-    xs, ys, ps, names, cases = [], [], [], [], []
-    for batch in iterate_batches(items, transform, batch_size=len(items), device=device):
-        x, y, r = batch["x"], batch["target"], batch["rotation"]
-        pred = core.decode(core.apply_action(core.encode(x), r)).clamp(0, 1)
-        for i in range(x.shape[0]):
-            err = (y[i].clamp(0, 1) - pred[i]).abs()
-            rot = _rotation_name(r[i].cpu())
-            label = f"case {len(names)}, {rot}"
-            xs.append(x[i, 0].cpu().numpy())
-            ys.append(y[i, 0].cpu().numpy())
-            ps.append(pred[i, 0].cpu().numpy())
-            names.append(label)
-            cases.append(
-                {"index": len(cases), "rotation": rot, "mae": float(err.mean()), "max_error": float(err.max())}
-            )
+
+    def collect(engine) -> list[dict[str, Any]]:
+        """Per case of the batch: the three images, the rotation's name and the error statistics."""
+        out = engine.state.output
+        x, y, r, pred = out["image"], out["label"], out["rotation"], out["pred"].clamp(0, 1)
+        err = (y.clamp(0, 1) - pred).abs().flatten(1)
+        return [
+            {"x": x[i, 0].cpu().numpy(), "y": y[i, 0].cpu().numpy(), "p": pred[i, 0].cpu().numpy(),
+             "rotation": _rotation_name(r[i].cpu()), "mae": float(err[i].mean()), "max_error": float(err[i].max())}
+            for i in range(x.shape[0])
+        ]
+
+    collector = CollectOutputs(collect)
+    run_study(network, items, transform, [collector], len(items), ckpt_path, device, outputs=("pred",))
+    found = [case for batch in collector.results for case in batch]
+    xs, ys, ps = ([c[k] for c in found] for k in ("x", "y", "p"))
+    names = [f"case {i}, {c['rotation']}" for i, c in enumerate(found)]
+    cases = [{"index": i, "rotation": c["rotation"], "mae": c["mae"], "max_error": c["max_error"]}
+             for i, c in enumerate(found)]
     kind = "mid-slices of each volume, " if xs[0].ndim == 3 else ""
     fig = error_map_figure(
         xs, ys, ps, names, title=f"Rotated prediction vs image-space rotation (test split; {kind}|error| on 0-1)"

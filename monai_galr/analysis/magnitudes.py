@@ -16,14 +16,11 @@ import torch
 
 from monai_galr.analysis.figures import check_num_cases
 from monai_galr.analysis.utils import (
-    check_items,
-    image_grid_figure,
-    iterate_batches,
-    prepare_network,
-    write_outputs_atomic,
+    CollectOutputs, check_items, check_network, image_grid_figure, run_study, write_outputs_atomic,
 )
+from monai_galr.engines import PrepareGroupActionBatch
 from monai_galr.groups import angle_to_matrix, identity, inverse, random_rotation, rotate_image
-from monai_galr.transforms.overlay import composite
+from monai_galr.utils import check_bool
 
 __all__ = ["latent_magnitude_maps", "rotation_averaged_maps", "rotation_set", "run_latent_magnitudes"]
 
@@ -52,7 +49,11 @@ def latent_magnitude_maps(network: torch.nn.Module, x_rotated: torch.Tensor) -> 
         latent is first rendered on its feature grid (``network.latent_map``), so the maps are spatial for every
         action.
     """
-    z = network.encode(x_rotated)
+    return _magnitudes(network, network.encode(x_rotated))
+
+
+def _magnitudes(network: torch.nn.Module, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`latent_magnitude_maps` of the latents ``z = network.encode(x)``."""
     if getattr(network, "is_harmonic", False):
         z = network.latent_map(z)  # per-channel linear rendering: the split commutes with it
     z_v, z_i = network.split(z)
@@ -119,29 +120,34 @@ def _average_maps(
     return out
 
 
-def _check_bool(value: Any, name: str) -> bool:
-    """``value`` as a bool; the strings ``"true"`` / ``"false"`` (any case) are what a bundle command line passes."""
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool (true or false), got {type(value).__name__} {value!r}.")
-    return value
+class RotatedCopies:
+    """``prepare_batch`` for one item a batch: ``K`` copies of its foreground, the ``k``-th rotated by ``R_k``.
+
+    ``R_k`` is :func:`rotation_set` of the batch's spatial dims; the engine's ``T_R x`` of the copies is then
+    ``composite(R_k image, background, mask)`` (a fixed background layer does not rotate), built by
+    :class:`~monai_galr.engines.PrepareGroupActionBatch`.
+
+    Args:
+        num_rotations / seed: see :func:`rotation_set`.
+    """
+
+    def __init__(self, num_rotations: int, seed: int = 0) -> None:
+        self.num_rotations, self.seed = num_rotations, seed
+        self.prepare = PrepareGroupActionBatch()
+
+    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
+        image = torch.as_tensor(batchdata["image"])
+        rotations = rotation_set(image.ndim - 2, self.num_rotations, self.seed)
+        copies = {key: torch.as_tensor(batchdata[key]).expand(len(rotations), *image.shape[1:])
+                  for key in ("image", "background", "background_mask") if key in batchdata}
+        return self.prepare({**copies, "rotation": rotations}, device, non_blocking, **kwargs)
 
 
 @torch.no_grad()
 def run_latent_magnitudes(
-    network: torch.nn.Module,
-    test_items: Sequence[Mapping],
-    output_dir: str,
-    transform: Any = None,
-    ckpt_path: str | None = None,
-    device: Any = None,
-    num_cases: int = 3,
-    num_rotations: int = 8,
-    seed: int = 0,
-    align: bool = True,
-    protocol: str = "",
-    filename: str = "latent_magnitudes",
+    network: torch.nn.Module, test_items: Sequence[Mapping], output_dir: str, transform: Any = None,
+    ckpt_path: str | None = None, device: Any = None, num_cases: int = 3, num_rotations: int = 8, seed: int = 0,
+    align: bool = True, protocol: str = "", filename: str = "latent_magnitudes",
 ) -> dict[str, Any]:
     """The latent-magnitude study (runner ``latent_magnitudes``).
 
@@ -158,24 +164,18 @@ def run_latent_magnitudes(
         TypeError: ``align`` is not a bool (or the command-line strings ``"true"`` / ``"false"``).
     """
     check_num_cases(num_cases)
-    align = _check_bool(align, "align")
+    align = check_bool(align, "align")
     items = check_items(test_items, "test_items", require=("image",), min_items=1)[:num_cases]
-    core = prepare_network(network, ckpt_path, device)
-    batch = next(iterate_batches(items, transform, batch_size=len(items), device=device, require_rotation=False))
-    fg, bg, m = batch["foreground"], batch["background"], batch["background_mask"]
-    rots = rotation_set(fg.ndim - 2, num_rotations, seed).to(fg.device)
-    k = rots.shape[0]
-    rows, names, cases = [], [], []
-    vmax = 0.0
-    for i in range(fg.shape[0]):
-        xr = rotate_image(fg[i : i + 1].expand(k, *fg.shape[1:]), rots)
-        if bg is not None:
-            mi = m[i : i + 1] if m is not None else (bg[i : i + 1] > 0).float()
-            xr = composite(xr, bg[i : i + 1], mi)
-        maps = latent_magnitude_maps(core, xr)
+    core = check_network(network)
+
+    def collect(engine) -> tuple[dict[str, Any], list, float]:
+        """One case: its statistics, its figure row and the largest mean magnitude of its maps."""
+        rots = engine.state.output["rotation"]
+        maps = _magnitudes(core, engine.state.output["z_target"])  # the latents of the K rotated copies
         per_rot = {p: v.flatten(1).mean(1) for p, v in maps.items()}
         averaged = _average_maps(maps, rots, align)
-        case = {"index": i}
+        case: dict[str, Any] = {"index": engine.state.iteration - 1}
+        vmax = 0.0
         for p in ("z_v", "z_i"):
             vals, mean_map = per_rot[p], averaged[p]["mean"]
             case[f"mean_abs_{p}"] = float(vals.mean())
@@ -184,14 +184,24 @@ def run_latent_magnitudes(
             case[f"disagreement_{p}"] = float(averaged[p]["disagreement"])
             if torch.isfinite(mean_map).all():
                 vmax = max(vmax, float(mean_map.max()))
-        cases.append(case)
-        rows.append([batch["x"][i, 0].cpu().numpy()] + [averaged[p]["mean"].cpu().numpy() for p in ("z_v", "z_i")])
-        names.append(f"case {i}")
+        row = [engine.state.output["image"][0, 0].cpu().numpy()] + [averaged[p]["mean"].cpu().numpy()
+                                                                   for p in ("z_v", "z_i")]
+        return case, row, vmax
+
+    check_num_cases(num_rotations, "num_rotations")
+    collector = CollectOutputs(collect)
+    run_study(core, items, transform, [collector], 1, ckpt_path, device, outputs=("z_target",),
+              prepare_batch=RotatedCopies(num_rotations, seed))
+    k, spatial_dims = num_rotations, collector.results[0][1][0].ndim
+    cases = [c for c, _, _ in collector.results]
+    rows = [r for _, r, _ in collector.results]
+    names = [f"case {i}" for i in range(len(cases))]
+    vmax = max([v for _, _, v in collector.results] + [0.0])
     mask = core.ald.hard_mask().detach().cpu()
     n_v = int(mask.sum().item())
     vr = (0.0, vmax if vmax > 0 else 1.0)
     frame = "|z_v| rotated back by R^-1 before averaging" if align else "|z_v| NOT rotated back (frame of each R x)"
-    slices = "; mid-slices" if fg.ndim == 5 else ""
+    slices = "; mid-slices" if spatial_dims == 3 else ""
     fig = image_grid_figure(
         rows,
         col_titles=["input x", f"mean |z_v| ({n_v} ch)", f"mean |z_i| ({mask.numel() - n_v} ch)"],
@@ -202,7 +212,7 @@ def run_latent_magnitudes(
         colorbar_cols=(1, 2),
         colorbar_labels={1: "mean |z| per channel", 2: "mean |z| per channel"},
     )
-    rot_desc = (f"{k} angles 2*pi*k/{k}" if fg.ndim == 4 else f"identity + {k - 1} Haar rotations (seed {seed})")
+    rot_desc = (f"{k} angles 2*pi*k/{k}" if spatial_dims == 2 else f"identity + {k - 1} Haar rotations (seed {seed})")
     out = {
         "cases": cases, "num_rotations": k, "varying_channels": n_v, "latent_channels": int(mask.numel()),
         "partition": core.ald.partition, "aligned": align, "frame": frame,

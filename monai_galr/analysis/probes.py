@@ -21,7 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from monai_galr.analysis.utils import check_items, iterate_batches, prepare_network, unwrap, write_outputs_atomic
+from monai_galr.analysis.utils import (
+    CollectOutputs,
+    check_items,
+    check_network,
+    item_labels,
+    run_study,
+    unwrap,
+    write_outputs_atomic,
+)
+from monai_galr.engines import PrepareGroupActionBatch
 
 __all__ = [
     "FEATURE_PARTS",
@@ -176,6 +185,7 @@ def extract_features(
     device: Any = None,
     name: str = "items",
     grid: Sequence[int] | None = None,
+    ckpt_path: str | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Pooled ``z``, ``z_v`` and ``z_i`` of every item (eval mode, batched, no gradients).
 
@@ -194,6 +204,7 @@ def extract_features(
         device: the network's device.
         name: the items' name in error messages.
         grid: None (global pooling: one number per channel) or the cells per spatial axis, e.g. ``(8, 8)``.
+        ckpt_path: weights loaded into ``network`` when the evaluator starts (None: use it as it is).
 
     Returns:
         ``({"z": (N, L*P*G), "z_v": (N, L_v*P*G), "z_i": (N, L_i*P*G)}, labels (N,))``, float64 / int64 numpy
@@ -208,43 +219,51 @@ def extract_features(
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}.")
     items = check_items(items, name, require=("image", "label") + (("rotation",) if view == "rotated" else ()))
     grid = check_grid(grid)
-    core = unwrap(network)
+    core = check_network(network)
     harmonic = bool(getattr(core, "is_harmonic", False))
-    mask = core.ald.hard_mask().detach().cpu().bool()
-    feats: dict[str, list[torch.Tensor]] = {k: [] for k in FEATURE_PARTS}
-    labels = []
-    was_training = core.training
-    core.eval()
+    key = "z_target" if view == "rotated" else "z"  # E(T_R x) or E(x)
+
+    def collect(engine) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The pooled parts of the batch's latents (float64: identical parts, identical features), its labels."""
+        z = engine.state.output[key]
+        z_v, z_i = core.split(z)
+        if grid is not None and not harmonic:
+            check_grid(grid, z.shape[2:])
+        mask = core.ald.hard_mask().detach().bool().to(z.device)
+        kw = dict(grid=grid, flatten=harmonic)
+        parts = {"z": z.double(), "z_v": z_v.double()[:, mask], "z_i": z_i.double()[:, ~mask]}
+        return {p: _pool(t, pools, **kw).cpu() for p, t in parts.items()}, item_labels(engine.state.batch)
+
+    collector = CollectOutputs(collect)
+    prepare = PrepareGroupActionBatch(identity_if_missing=view == "input")  # the input view needs no rotation
+    was_training = unwrap(network).training
     try:
-        for batch in iterate_batches(items, transform, batch_size, device, require_rotation=view == "rotated"):
-            x = batch["target"] if view == "rotated" else batch["x"]
-            z = core.encode(x)
-            z_v, z_i = core.split(z)
-            if grid is not None and not harmonic:
-                check_grid(grid, z.shape[2:])
-            z, z_v, z_i = z.double(), z_v.double(), z_i.double()  # pool in float64: identical parts, identical features
-            kw = dict(grid=grid, flatten=harmonic)
-            feats["z"].append(_pool(z, pools, **kw).cpu())
-            feats["z_v"].append(_pool(z_v[:, mask.to(z.device)], pools, **kw).cpu())
-            feats["z_i"].append(_pool(z_i[:, (~mask).to(z.device)], pools, **kw).cpu())
-            labels.append(batch["label"].cpu())
+        run_study(core, items, transform, [collector], batch_size, ckpt_path, device, outputs=(key,),
+                  prepare_batch=prepare)
     finally:
         core.train(was_training)
-    return {k: torch.cat(v).numpy() for k, v in feats.items()}, torch.cat(labels).numpy()
+    feats = {p: torch.cat([f[p] for f, _ in collector.results]).numpy() for p in FEATURE_PARTS}
+    return feats, torch.cat([lab for _, lab in collector.results]).numpy()
 
 
 def _ovr_auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
-    """Macro one-vs-rest AUC over the classes present in ``y`` (with positives and negatives); binary too."""
+    """Macro one-vs-rest AUC over the classes present in ``y`` (with positives and negatives); binary too.
+
+    ``roc_auc_score(y, proba, multi_class="ovr")`` gives the same number when every class of the train split is
+    in the test split, but raises when one is missing (a small test split, a block-position target); the
+    indicator form below scores the present classes only, with the same sklearn function.
+    """
     from sklearn.metrics import roc_auc_score
 
-    aucs = []
-    for k, c in enumerate(classes):
-        pos = y == c
-        if pos.any() and (~pos).any():
-            aucs.append(roc_auc_score(pos.astype(int), proba[:, k]))
-    if len(classes) == 2 and aucs:  # the two one-vs-rest AUCs of a binary problem are equal
-        return float(aucs[0])
-    return float(np.mean(aucs)) if aucs else math.nan
+    present = [k for k, c in enumerate(classes) if 0 < int(np.sum(y == c)) < len(y)]
+    if not present:
+        return math.nan
+    if len(classes) == 2:  # the two one-vs-rest AUCs of a binary problem are equal: score one
+        present = present[:1]
+    onehot = (np.asarray(y).reshape(-1, 1) == np.asarray(classes)[present].reshape(1, -1)).astype(int)
+    if len(present) == 1:
+        return float(roc_auc_score(onehot[:, 0], proba[:, present[0]]))
+    return float(roc_auc_score(onehot, proba[:, present], average="macro"))
 
 
 def linear_probe(
@@ -335,23 +354,10 @@ def probe_table(results: Mapping[str, Mapping[str, Any]], protocol: str = "") ->
 
 
 def run_probes(
-    network: torch.nn.Module,
-    train_items: Sequence[Mapping],
-    test_items: Sequence[Mapping],
-    output_dir: str,
-    transform: Any = None,
-    ckpt_path: str | None = None,
-    device: Any = None,
-    batch_size: int = 64,
-    pooling: str | Sequence[str] = "avg",
-    view: str = "input",
-    seed: int = 0,
-    c: float = 1.0,
-    max_iter: int = 1000,
-    protocol: str = "",
-    filename: str = "probes",
-    label_hint: str = "",
-    grid: Sequence[int] | None = None,
+    network: torch.nn.Module, train_items: Sequence[Mapping], test_items: Sequence[Mapping], output_dir: str,
+    transform: Any = None, ckpt_path: str | None = None, device: Any = None, batch_size: int = 64,
+    pooling: str | Sequence[str] = "avg", view: str = "input", seed: int = 0, c: float = 1.0, max_iter: int = 1000,
+    protocol: str = "", filename: str = "probes", label_hint: str = "", grid: Sequence[int] | None = None,
     targets: Mapping[str, Callable[[Mapping], int]] | None = None,
 ) -> dict[str, Any]:
     """The probe study (runner ``probe``): features of both splits, one probe per part, JSON and Markdown.
@@ -392,14 +398,14 @@ def run_probes(
     """
     train_items = check_labels(train_items, "train_items", label_hint)
     test_items = check_labels(test_items, "test_items", label_hint)
-    core = prepare_network(network, ckpt_path, device)
+    core = check_network(network)
     grid = check_grid(grid)
     targets = dict(targets or {})
     for tname, fn in targets.items():
         if not callable(fn):
             raise ValueError(f"probe target {tname!r} must be a callable item -> int, got {type(fn).__name__}.")
     kw = dict(transform=transform, batch_size=batch_size, pooling=pooling, view=view, device=device, grid=grid)
-    train_f, train_y = extract_features(core, train_items, name="train_items", **kw)
+    train_f, train_y = extract_features(core, train_items, name="train_items", ckpt_path=ckpt_path, **kw)
     test_f, test_y = extract_features(core, test_items, name="test_items", **kw)
     mask = core.ald.hard_mask().detach().cpu()
     n_v = int(mask.sum().item())

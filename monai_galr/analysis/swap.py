@@ -9,12 +9,9 @@ import torch
 
 from monai_galr.analysis.figures import check_num_cases
 from monai_galr.analysis.utils import (
-    check_items,
-    image_grid_figure,
-    iterate_batches,
-    prepare_network,
-    write_outputs_atomic,
+    CollectOutputs, check_items, check_network, image_grid_figure, run_study, write_outputs_atomic,
 )
+from monai_galr.engines import PrepareGroupActionBatch
 
 __all__ = ["run_latent_swap", "swap_latents"]
 
@@ -38,14 +35,8 @@ def swap_latents(network: torch.nn.Module, z_a: torch.Tensor, z_b: torch.Tensor)
 
 @torch.no_grad()
 def run_latent_swap(
-    network: torch.nn.Module,
-    test_items: Sequence[Mapping],
-    output_dir: str,
-    transform: Any = None,
-    ckpt_path: str | None = None,
-    device: Any = None,
-    num_pairs: int = 3,
-    protocol: str = "",
+    network: torch.nn.Module, test_items: Sequence[Mapping], output_dir: str, transform: Any = None,
+    ckpt_path: str | None = None, device: Any = None, num_pairs: int = 3, protocol: str = "",
     filename: str = "latent_swap",
 ) -> dict[str, Any]:
     """The latent-swap study (runner ``latent_swap``) on pairs ``(0, 1), (2, 3), ...`` of the test items.
@@ -60,14 +51,20 @@ def run_latent_swap(
     """
     check_num_cases(num_pairs, "num_pairs")
     items = check_items(test_items, "test_items", require=("image",), min_items=2 * num_pairs)[: 2 * num_pairs]
-    core = prepare_network(network, ckpt_path, device)
-    batch = next(iterate_batches(items, transform, batch_size=len(items), device=device, require_rotation=False))
-    x = batch["x"]
-    z = core.encode(x)
-    z_a, z_b = z[0::2], z[1::2]
-    s_ab, s_ba = swap_latents(core, z_a, z_b)
-    rec = core.decode(z).clamp(0, 1)
-    d_ab, d_ba = core.decode(s_ab).clamp(0, 1), core.decode(s_ba).clamp(0, 1)
+    core = check_network(network)
+
+    def collect(engine) -> tuple[torch.Tensor, ...]:
+        """Inputs, reconstructions and the decoded swaps of the pairs ``(2k, 2k+1)`` of the batch."""
+        x, z = engine.state.output["image"], engine.state.output["z"]
+        s_ab, s_ba = swap_latents(core, z[0::2], z[1::2])
+        return x, engine.state.output["pred_identity"].clamp(0, 1), core.decode(s_ab).clamp(0, 1), \
+            core.decode(s_ba).clamp(0, 1)
+
+    collector = CollectOutputs(collect)
+    unrotated = PrepareGroupActionBatch(identity_if_missing=True)  # x only: the items' rotations do not matter
+    run_study(core, items, transform, [collector], len(items), ckpt_path, device, outputs=("z", "pred_identity"),
+              prepare_batch=unrotated)
+    ((x, rec, d_ab, d_ba),) = collector.results
     rows, names, pairs = [], [], []
     for k in range(num_pairs):
         ra, rb = rec[2 * k], rec[2 * k + 1]

@@ -185,3 +185,39 @@ def test_block_position_target_and_target_tables(tmp_path, make_net):
     assert out["targets"]["side"]["z"]["accuracy"] >= 0.9
     assert "Target `side`" in (tmp_path / "probes.md").read_text()
     assert item_key_target("label")({"label": np.array([1])}) == 1
+
+
+def test_multiclass_auc_is_sklearn_one_vs_rest_and_skips_absent_classes():
+    from monai_galr.analysis.probes import _ovr_auc
+
+    rng = np.random.default_rng(1)
+    proba = rng.dirichlet(np.ones(4), size=60)
+    y = rng.integers(0, 4, 60)
+    classes = np.arange(4)
+    assert _ovr_auc(y, proba, classes) == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    # a class of the train split missing from the test split: the others are scored (sklearn's ovr call raises)
+    keep = y != 2
+    expected = np.mean([roc_auc_score(y[keep] == c, proba[keep, c]) for c in (0, 1, 3)])
+    assert _ovr_auc(y[keep], proba[keep], classes) == pytest.approx(expected)
+    assert math.isnan(_ovr_auc(np.zeros(5, int), proba[:5], classes))
+
+
+def test_run_probes_loads_the_checkpoint_through_the_engine(tmp_path, make_net, blob_items, save_ckpt, monkeypatch):
+    from monai_galr.handlers import GroupActionCheckpointLoader
+
+    calls = []
+    real = GroupActionCheckpointLoader.__call__
+
+    def spy(self, engine):
+        calls.append(self.load_path)
+        return real(self, engine)
+
+    monkeypatch.setattr(GroupActionCheckpointLoader, "__call__", spy)
+    ckpt = save_ckpt(make_net(seed=3), tmp_path / "w.pt")
+    items = blob_items(24)
+    net = make_net(seed=5)
+    run_probes(net, items[:16], items[16:], str(tmp_path / "eval"), ckpt_path=ckpt, batch_size=8)
+    assert calls == [ckpt]  # once, by MONAI's CheckpointLoader, when the first evaluator run starts
+    reference = make_net(seed=3)
+    for a, b in zip(net.state_dict().values(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b)

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from monai_galr.analysis.utils import (
+    CollectOutputs,
     check_items,
     image_grid_figure,
     json_safe,
     mid_slices,
     prepare_network,
+    run_study,
     save_figure_atomic,
     write_outputs_atomic,
     write_text_atomic,
@@ -62,6 +64,17 @@ def test_check_items_and_json_safe():
 def test_prepare_network_rejects_other_modules():
     with pytest.raises(TypeError, match="GroupActionAutoEncoder"):
         prepare_network(torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="GroupActionAutoEncoder"):
+        run_study(torch.nn.Linear(2, 2), [{"image": np.zeros((1, 4, 4))}], None, [], batch_size=1)
+
+
+def test_run_study_collects_engine_outputs_in_order(make_net, blob_items):
+    items = blob_items(5)
+    collector = CollectOutputs(lambda engine: engine.state.output["pred"].shape[0])
+    engine = run_study(make_net(), items, None, [collector], batch_size=2, outputs=("pred",))
+    assert collector.results == [2, 2, 1] and engine.state.iteration == 3
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        run_study(make_net(), items, None, [], batch_size=0)
 
 
 def test_write_outputs_atomic_all_or_nothing(tmp_path, monkeypatch):
