@@ -236,3 +236,19 @@ def test_bad_convention(convention, match):
 def test_shape_errors(fn, arg, match):
     with pytest.raises(ValueError, match=match):
         fn(arg)
+
+
+def test_conversions_agree_with_scipy_rotation():
+    """The batched torch conversions are scipy's (scalar-last quaternions, uppercase = intrinsic Euler axes)."""
+    from scipy.spatial.transform import Rotation
+
+    from monai_galr.groups import random_quaternion
+
+    q = random_quaternion(32, torch.Generator().manual_seed(9))
+    ref = Rotation.from_quat(q.numpy()[:, [1, 2, 3, 0]])
+    m = quaternion_to_matrix(q)
+    torch.testing.assert_close(m, torch.from_numpy(ref.as_matrix()), rtol=0, atol=1e-12)
+    torch.testing.assert_close(matrix_to_axis_angle(m), torch.from_numpy(ref.as_rotvec()), rtol=0, atol=1e-9)
+    for conv in ("ZYX", "XYZ", "YZX"):
+        angles = torch.from_numpy(ref.as_euler(conv))
+        torch.testing.assert_close(euler_to_matrix(angles, conv), m, rtol=0, atol=1e-12)
