@@ -52,6 +52,7 @@ __all__ = [
     "additional_metrics",
     "check_setup",
     "evaluator",
+    "flat_compose",
     "export_rotated",
     "is_rank0",
     "mlflow_handler",
@@ -111,6 +112,18 @@ def nan_guard():
     guard = TerminateOnNan()
     guard.attach = lambda engine: engine.add_event_handler(IterationEvents.LOSS_COMPLETED, guard)
     return guard
+
+
+def flat_compose(transforms: Sequence[Any]):
+    """``Compose(transforms)`` with nested ``Compose`` objects flattened into one list.
+
+    A shared ``Compose`` (e.g. the brain bundle's ``load_transforms``) can then open several pipelines while
+    ``CacheDataset`` still caches every deterministic transform: it caches up to the first randomizable one, and a
+    nested ``Compose`` counts as randomizable.
+    """
+    from monai.transforms import Compose
+
+    return Compose(list(transforms)).flatten()
 
 
 # ---- the metrics of the fixed protocol -----------------------------------------------------------------------------
@@ -249,6 +262,7 @@ class Checkpointing:
 
     Args:
         save_kwargs: extra ``torch.save`` arguments of the periodic saver (tests inject a failure with it).
+        resume_skip: entries of the checkpoint a resume leaves as they are (e.g. ``["rng"]``).
     """
 
     def __init__(
@@ -268,9 +282,11 @@ class Checkpointing:
         score_name: str = "val_psnr",
         is_rank0: bool = True,
         save_kwargs: Mapping[str, Any] | None = None,
+        resume_skip: Sequence[str] = (),
     ) -> None:
         self.trainer, self.evaluator, self.network, self.device = trainer, evaluator, network, device
         self.resume_from, self.init_from, self.checkpoint_interval = resume_from, init_from, checkpoint_interval
+        self.resume_skip = tuple(resume_skip)
         self.to_save = {"model": network, "optimizer": optimizer, "lr_scheduler": lr_scheduler, "trainer": trainer,
                         "rng": RandomStateCheckpoint(datasets=list(datasets))}
         self.best_model_saver = self.checkpoint_saver = None
@@ -290,7 +306,8 @@ class Checkpointing:
             self.trainer.add_event_handler(Events.EPOCH_COMPLETED(every=self.checkpoint_interval),
                                            self.checkpoint_saver)
         if self.resume_from:
-            GroupActionCheckpointLoader(load_path=self.resume_from, load_dict=dict(self.to_save),
+            load = {k: v for k, v in self.to_save.items() if k not in self.resume_skip}
+            GroupActionCheckpointLoader(load_path=self.resume_from, load_dict=load,
                                         map_location=self.device).attach(self.trainer)
         # after the resume loader: the periodic saver adopts the resumed run's checkpoint_epoch=N.pt files
         KeepNSaved(self.checkpoint_saver).attach(self.trainer)
