@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from monai.bundle import run
+from monai.bundle import ConfigParser, run
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "rotated_mnist_so2" / "configs"
@@ -57,13 +57,17 @@ def test_probe_runner(trained):
 
 
 def test_figure_runners_with_blocked_overlay(trained):
+    # blocked.yaml pins the grid network of 0.2.0 (its shipped weights); the model trained here is train.yaml's network
+    base = ConfigParser.load_config_file(TRAIN)
+    net = {"action": base["action"], "latent_channels": base["latent_channels"]}
+    assert ConfigParser.load_config_file(BLOCKED)["action"] != net["action"]  # else this override is not needed
     out = trained / "blocked_eval"
     for run_id in ("error_maps", "latent_swap", "latent_magnitudes"):
-        _run(run_id, [TRAIN, BLOCKED, EVALUATE], trained, ckpt_path=str(trained / "models" / "model.pt"),
+        _run(run_id, [TRAIN, BLOCKED, EVALUATE], trained, ckpt_path=str(trained / "models" / "model.pt"), **net,
              output_dir=str(out), analysis_num_cases=2, analysis_num_pairs=1, magnitude_num_rotations=2)
         assert (out / f"{run_id}.png").stat().st_size > 1000
         assert json.loads((out / f"{run_id}.json").read_text())["figure"] == f"{run_id}.png"
-    _run("probe", [TRAIN, BLOCKED, EVALUATE], trained, ckpt_path=str(trained / "models" / "model.pt"),
+    _run("probe", [TRAIN, BLOCKED, EVALUATE], trained, ckpt_path=str(trained / "models" / "model.pt"), **net,
          output_dir=str(out), probe_pooling=["avg", "max"], probe_view="rotated")
     data = json.loads((out / "probes.json").read_text())
     assert data["pooling"] == ["avg", "max"] and data["view"] == "rotated"

@@ -188,3 +188,34 @@ def test_network_matches_metadata_shapes():
     with torch.no_grad():
         y = parser.get_parsed_content("network_def").eval()(torch.rand(2, 1, *fmt["inputs"]["image"]["spatial_shape"]))
     assert tuple(y.shape) == (2, fmt["outputs"]["pred"]["num_channels"], *fmt["outputs"]["pred"]["spatial_shape"])
+
+
+@pytest.mark.parametrize(
+    "files, overrides, weights",
+    [
+        ([TRAIN], {}, "model.pt"),  # 0.3.0: the harmonic network
+        ([TRAIN], {"action": "grid", "latent_channels": 32}, "grid/model.pt"),  # 0.2.0 grid weights, as the docs say
+        ([TRAIN, BLOCKED], {}, "blocked/model.pt"),  # blocked.yaml pins the grid network and its weights
+        ([INFERENCE], {}, "model.pt"),  # inference.yaml declares the same network as train.yaml
+    ],
+    ids=["default", "grid", "blocked", "inference"],
+)
+def test_shipped_weights_load_into_their_configs(files, overrides, weights):
+    """Each shipped weights file loads strictly (weights_only) into the network its documented config builds."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from monai_galr.handlers import load_network_weights
+
+    parser = ConfigParser()
+    parser.read_config(files)
+    for key, value in overrides.items():
+        parser[key] = value
+    net = parser.get_parsed_content("network_def")
+    load_network_weights(net, str(REPO / "bundles" / "rotated_mnist_so2" / "models" / weights), map_location="cpu")
+    expect = overrides.get("action") or parser["action"]
+    assert net.is_harmonic == (expect == "harmonic")
+    net.eval()
+    with torch.no_grad():
+        y = net(torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert y.shape == (2, 1, 32, 32) and torch.isfinite(y).all()
