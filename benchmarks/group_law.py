@@ -351,9 +351,8 @@ def time_training_steps(
 
 def load_setup(args: argparse.Namespace) -> dict:
     """Network (weights loaded, eval mode), test items, preprocessing, SSIM metric and loss from the bundle."""
-    from monai.metrics import SSIMMetric
-
     from monai_galr.analysis.utils import prepare_network
+    from monai_galr.bundle import additional_metrics
 
     overrides = parse_overrides(args.set)
     parser = bundle_parser(args.bundle, args.overlay, overrides)
@@ -365,10 +364,9 @@ def load_setup(args: argparse.Namespace) -> dict:
     if args.max_test is not None:
         items = items[: args.max_test]
     spatial_dims = int(parser.get_parsed_content("spatial_dims"))
-    try:
-        ssim_metric = parser.get_parsed_content("validate#metrics#ssim").metric_fn
-    except (KeyError, AttributeError):
-        ssim_metric = SSIMMetric(spatial_dims=spatial_dims, data_range=1.0)
+    # the bundle's own SSIM (monai_galr.bundle.additional_metrics, with its ssim_win_size when it sets one)
+    win = parser.get_parsed_content("ssim_win_size") if "ssim_win_size" in parser else None
+    ssim_metric = additional_metrics("val", spatial_dims, ssim_win_size=win)["val_ssim"].metric_fn
     eval_bs = args.eval_batch_size or int(parser.get_parsed_content("validate#dataloader#batch_size"))
     train_bs = args.batch_size or int(parser.get_parsed_content("batch_size"))
     lr = float(parser.get_parsed_content("learning_rate")) if "learning_rate" in parser else 1e-3

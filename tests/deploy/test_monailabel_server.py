@@ -204,7 +204,7 @@ def test_info_lists_both_bundles(server):
 @pytest.mark.parametrize(
     "bundle, case, params, bundle_rotation",
     [
-        (ADRENAL, "adrenal_case", {"euler": [30, 45, 60]}, {"rotation_euler_degrees": [30.0, 45.0, 60.0]}),
+        (ADRENAL, "adrenal_case", {"euler": [30, 45, 60]}, {"euler_degrees": [30.0, 45.0, 60.0]}),
         (BRAIN, "brain_case", {"euler": "30, 0, 45"}, {"euler_degrees": [30.0, 0.0, 45.0]}),
     ],
     ids=["adrenal", "brain"],
