@@ -64,3 +64,14 @@ def tiny_bundle(tmp_path_factory):
         return made[name]
 
     return get
+
+
+@pytest.fixture
+def one_thread():
+    """Torch runs on one thread for the test (the bundle figures and exports are compared at one thread)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

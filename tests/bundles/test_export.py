@@ -87,6 +87,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),  # tests/bundles/conftest.py
 ]
 
 
@@ -105,12 +106,6 @@ def bundle(request) -> Bundle:
     return request.param
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _parser(bundle: Bundle, **override) -> ConfigParser:

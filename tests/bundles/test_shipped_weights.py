@@ -37,7 +37,8 @@ BUNDLES = ("rotated_mnist_so2", "adrenal_ct_so3", "brain_mri_so3")
 
 pytestmark = [pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore::FutureWarning")]
+              pytest.mark.filterwarnings("ignore::FutureWarning"),
+              pytest.mark.usefixtures("one_thread")]  # tests/bundles/conftest.py
 
 
 def _reference(name: str) -> dict:
@@ -104,12 +105,6 @@ def evaluate_shipped(name: str, root: Path, monkeypatch, replace: Callable | Non
     return reports[0], {k: torch.cat(v) for k, v in seen.items()}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _shipped(name: str) -> None:
