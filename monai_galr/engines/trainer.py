@@ -46,21 +46,65 @@ class GroupActionTrainer(SupervisedTrainer):
             decoder only, not the encoder) and stored in ``engine.state.alpha_grad``: ``{"iteration": int,
             "<term>": (L,) CPU tensor, "total": (L,)}``.  ``MaskStatsHandler`` turns it into magnitudes, sign-flip
             rates and coherence per term.  Skipped (``None``) for a fixed partition.
+        mask_loss_terms: the loss terms whose gradient reaches the ALD logits (``None``: all of them, the paper);
+            e.g. ``["loss_i", "loss_v"]`` lets the two latent terms alone decide the split while the
+            reconstruction still trains everything else.  The logits' gradient is then
+            ``autograd.grad(sum of the chosen weighted terms, alpha)`` (averaged over the processes under DDP,
+            scaled like the loss under AMP) in place of the full backward pass's.
 
     Raises:
-        ValueError: ``alpha_grad_interval`` is not an int >= 0.
+        ValueError: ``alpha_grad_interval`` is not an int >= 0; ``mask_loss_terms`` names a term that is not one of
+            ``ALPHA_GRAD_TERMS`` or is empty.
     """
 
     def __init__(
-        self, *args: Any, prepare_batch=None, decollate: bool = False, alpha_grad_interval: int = 0, **kwargs: Any
+        self,
+        *args: Any,
+        prepare_batch=None,
+        decollate: bool = False,
+        alpha_grad_interval: int = 0,
+        mask_loss_terms: list[str] | tuple[str, ...] | None = None,
+        **kwargs: Any,
     ) -> None:
         if isinstance(alpha_grad_interval, bool) or not isinstance(alpha_grad_interval, int) or alpha_grad_interval < 0:
             raise ValueError(f"alpha_grad_interval must be an int >= 0 (0: off), got {alpha_grad_interval!r}.")
+        if mask_loss_terms is not None:
+            terms = [mask_loss_terms] if isinstance(mask_loss_terms, str) else list(mask_loss_terms)
+            unknown = [t for t in terms if t not in ALPHA_GRAD_TERMS]
+            if not terms or unknown:
+                raise ValueError(
+                    f"mask_loss_terms must be null (all terms) or a non-empty list of {list(ALPHA_GRAD_TERMS)}, "
+                    f"got {mask_loss_terms!r}."
+                )
+            mask_loss_terms = tuple(terms)
         if prepare_batch is None:
             prepare_batch = PrepareGroupActionBatch(random_if_missing=True)
         super().__init__(*args, prepare_batch=prepare_batch, decollate=decollate, **kwargs)
         self.alpha_grad_interval = alpha_grad_interval
+        self.mask_loss_terms = mask_loss_terms
         self.state.alpha_grad = None
+
+    def _mask_grad(self, engine: GroupActionTrainer, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The logits' gradient from the ``mask_loss_terms`` only (``None``: no learned logits)."""
+        alpha = getattr(getattr(unwrap(engine.network), "ald", None), "alpha", None)
+        if alpha is None or not alpha.requires_grad:
+            return None
+        weights = engine.loss_function.weights() if hasattr(engine.loss_function, "weights") else {}
+        total = None
+        for key in self.mask_loss_terms:
+            term = losses.get(key)
+            w = float(weights.get(key, 1.0))
+            if term is None or w == 0.0 or not term.requires_grad:
+                continue
+            total = w * term if total is None else total + w * term
+        g = None
+        if total is not None:
+            (g,) = torch.autograd.grad(total, alpha, retain_graph=True, allow_unused=True)
+        g = torch.zeros_like(alpha) if g is None else g.detach()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(g)
+            g = g / torch.distributed.get_world_size()
+        return g
 
     def _alpha_grads(self, engine: GroupActionTrainer, losses: dict[str, torch.Tensor]) -> dict | None:
         """Per-term gradients of the weighted loss terms w.r.t. the ALD logits (see ``alpha_grad_interval``)."""
@@ -93,7 +137,8 @@ class GroupActionTrainer(SupervisedTrainer):
             engine.state.output[Keys.PRED] = outs["pred"]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             losses = engine.loss_function(
-                outs["pred"], targets, outs["z"], outs["z_target"], outs["z_acted"], outs["mask"]
+                outs["pred"], targets, outs["z"], outs["z_target"], outs["z_acted"], outs["mask"],
+                z_rotated=outs.get("z_rotated"),
             )
             engine.state.output[Keys.LOSS] = losses["loss"]
             for key in LOSS_TERMS + (("loss_s",) if "loss_s" in losses else ()):
@@ -101,20 +146,29 @@ class GroupActionTrainer(SupervisedTrainer):
             interval = engine.alpha_grad_interval
             if interval and (engine.state.iteration - 1) % interval == 0:
                 engine.state.alpha_grad = self._alpha_grads(engine, losses)
+            if engine.mask_loss_terms is not None:
+                mask_grad[0] = self._mask_grad(engine, losses)
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
 
+        def _set_mask_grad(scale: float = 1.0) -> None:
+            if mask_grad[0] is not None:
+                unwrap(engine.network).ald.alpha.grad = mask_grad[0] * scale
+
+        mask_grad: list[torch.Tensor | None] = [None]
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         if engine.amp and engine.scaler is not None:
             with torch.autocast(inputs.device.type, **engine.amp_kwargs):
                 _compute_pred_loss()
             engine.scaler.scale(engine.state.output[Keys.LOSS]).backward()
+            _set_mask_grad(float(engine.scaler.get_scale()))
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
             engine.scaler.step(engine.optimizer)
             engine.scaler.update()
         else:
             _compute_pred_loss()
             engine.state.output[Keys.LOSS].backward()
+            _set_mask_grad()
             engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
             engine.optimizer.step()
         engine.state.output["mask_fraction"] = unwrap(engine.network).ald.varying_fraction()

@@ -11,6 +11,7 @@ __all__ = ["GroupActionLoss"]
 
 
 MAX_LAMBDA_S = 10.0
+MASK_GRADIENTS = ("one_sided", "two_sided")
 
 
 class GroupActionLoss(nn.Module):
@@ -27,26 +28,51 @@ class GroupActionLoss(nn.Module):
       Nothing else in the loss rewards an invariant channel (all channels varying make ``L_inv`` zero).
 
     ``sg`` is the stop-gradient: the latent target is detached here whatever the caller passed; the mask ``M``
-    keeps its (straight-through) gradient, so a channel's logit is pushed by the error it would cause on either
-    side of the split.
+    keeps its (straight-through) gradient.
+
+    ``mask_gradient`` chooses where the mask stands in the two latent terms; with the hard 0/1 mask both forms
+    have the same value and send the same gradient to the encoder, only the logits' gradient differs:
+
+    - ``"one_sided"`` (the paper's form): the mask inside the square, ``((1 - M) * d_inv)^2`` and
+      ``(M * d_var)^2``.  The derivative of ``(1 - M)^2`` vanishes at ``M = 1`` and that of ``M^2`` at ``M = 0``,
+      so ``L_inv`` reaches only the logits of invariant channels (pushing them to "varying") and ``L_const`` only
+      those of varying channels (pushing them to "invariant"): each logit hears one side of its choice.
+    - ``"two_sided"``: the mask weighs each channel's mean squared error, ``mean_c (1 - M_c) c_inv(c)`` and
+      ``mean_c M_c c_var(c)`` with ``c_inv(c) = mean (E_c(x) - sg[E_c(T_R x)])^2`` (how much channel ``c`` changes
+      under the rotation) and ``c_var(c) = mean (Phi^v_R(E(x))_c - sg[E_c(T_R x)])^2`` (how far the action is from
+      the encoder on channel ``c``), both measured on every channel (``z_rotated``: the action applied to all
+      channels, from the network's training pass).  Every logit then receives
+      ``(lambda_v * c_var(c) - lambda_i * c_inv(c)) / L``: a channel is pushed to "varying" where rotating it
+      explains the rotated encoding better than leaving it alone, and to "invariant" where it does not change
+      under rotation but the action would move it — a consistent, data-driven signal for every channel.
 
     Args:
         lambda_r / lambda_i / lambda_v: non-negative weights (0 disables a term, as in the paper's ablation).
         lambda_s: weight of the sparsity prior, in [0, 10] (0: the paper's loss).
+        mask_gradient: ``"one_sided"`` (the paper) or ``"two_sided"`` (see above; needs ``z_rotated``).
 
     Returns (``forward``):
         dict with ``"loss"`` (the weighted total, a scalar tensor with gradient) and ``"loss_r"``, ``"loss_i"``,
         ``"loss_v"``, ``"loss_s"`` (each unweighted term, scalar tensors).
 
     Raises:
-        ValueError: a negative or non-finite weight, ``lambda_s`` above 10; shapes of a prediction and its target
-            differ.
+        ValueError: a negative or non-finite weight, ``lambda_s`` above 10, ``mask_gradient`` not one of
+            ``MASK_GRADIENTS``; shapes of a prediction and its target differ; ``"two_sided"`` without
+            ``z_rotated``.
     """
 
     def __init__(
-        self, lambda_r: float = 1.0, lambda_i: float = 1.0, lambda_v: float = 1.0, lambda_s: float = 0.0
+        self,
+        lambda_r: float = 1.0,
+        lambda_i: float = 1.0,
+        lambda_v: float = 1.0,
+        lambda_s: float = 0.0,
+        mask_gradient: str = "one_sided",
     ) -> None:
         super().__init__()
+        if mask_gradient not in MASK_GRADIENTS:
+            raise ValueError(f"mask_gradient must be one of {MASK_GRADIENTS}, got {mask_gradient!r}.")
+        self.mask_gradient = mask_gradient
         for name, value in (("lambda_r", lambda_r), ("lambda_i", lambda_i), ("lambda_v", lambda_v),
                             ("lambda_s", lambda_s)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -79,6 +105,7 @@ class GroupActionLoss(nn.Module):
         z_target: torch.Tensor,
         z_acted: torch.Tensor,
         mask: torch.Tensor,
+        z_rotated: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute the loss.
 
@@ -89,6 +116,8 @@ class GroupActionLoss(nn.Module):
             z_target: ``E(T_R x)``, same shape; detached here (the stop-gradient).
             z_acted: ``Phi_R(E(x))``, same shape.
             mask: ``(L,)`` ALD mask (1 = varying); may carry the straight-through gradient.
+            z_rotated: ``Phi^v_R(E(x))`` on every channel (same shape as ``z``); needed by ``"two_sided"``,
+                ignored by ``"one_sided"``.
         """
         self._check(pred, target, "reconstruction")
         self._check(z, z_target, "latent")
@@ -98,8 +127,23 @@ class GroupActionLoss(nn.Module):
         m = mask.to(torch.float32).view(1, -1, *([1] * (z.ndim - 2)))
         z_t = z_target.detach().float()
         loss_r = torch.mean((pred.float() - target.float()) ** 2)
-        loss_i = torch.mean(((1 - m) * (z.float() - z_t)) ** 2)
-        loss_v = torch.mean((m * (z_acted.float() - z_t)) ** 2)
+        if self.mask_gradient == "two_sided":
+            if z_rotated is None:
+                raise ValueError(
+                    "mask_gradient='two_sided' needs z_rotated (the action on every channel), which the network "
+                    "returns only for a channel-wise action (grid, harmonic); use mask_gradient: one_sided with "
+                    "action: learned."
+                )
+            self._check(z_rotated, z_target, "rotated latent")
+            dims = [0] + list(range(2, z.ndim))
+            c_inv = torch.mean((z.float() - z_t) ** 2, dim=dims)
+            c_var = torch.mean((z_rotated.float() - z_t) ** 2, dim=dims)
+            m1 = mask.to(torch.float32)
+            loss_i = torch.mean((1 - m1) * c_inv)
+            loss_v = torch.mean(m1 * c_var)
+        else:
+            loss_i = torch.mean(((1 - m) * (z.float() - z_t)) ** 2)
+            loss_v = torch.mean((m * (z_acted.float() - z_t)) ** 2)
         loss_s = mask.to(torch.float32).mean()
         total = self.lambda_r * loss_r + self.lambda_i * loss_i + self.lambda_v * loss_v
         if self.lambda_s > 0:

@@ -132,9 +132,13 @@ def test_training_dict_keys_and_stop_gradient():
     x = torch.rand(2, 1, 8, 8)
     r = _rot90(2)
     out = net(x, r, torch.rot90(x, 1, dims=(2, 3)))
-    assert set(out) == {"pred", "z", "z_acted", "z_target", "mask"}
+    assert set(out) == {"pred", "z", "z_acted", "z_target", "mask", "z_rotated"}
     assert out["pred"].shape == x.shape
-    assert out["z"].shape == out["z_acted"].shape == out["z_target"].shape == (2, 6, 8, 8)
+    assert out["z"].shape == out["z_acted"].shape == out["z_target"].shape == out["z_rotated"].shape == (2, 6, 8, 8)
+    # z_rotated: every channel acted on; z_acted takes it on the varying channels, z on the others
+    m = net.ald.hard_mask().view(1, -1, 1, 1)
+    assert torch.equal(out["z_acted"], m * out["z_rotated"] + (1 - m) * out["z"])
+    torch.testing.assert_close(out["z_rotated"], net.action(out["z"], r))
     assert out["mask"].shape == (6,)
     assert not out["z_target"].requires_grad and out["z_target"].grad_fn is None
     assert out["z"].requires_grad and out["pred"].requires_grad and out["mask"].requires_grad

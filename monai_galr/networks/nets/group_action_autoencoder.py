@@ -273,8 +273,10 @@ class GroupActionAutoEncoder(AutoEncoder):
         - ``forward(x, rotation)``: the rotated prediction ``decode(apply_action(encode(x), rotation))``;
         - ``forward(x, rotation, target)``: the training step's tensors, as a dict with ``"pred"`` (the rotated
           prediction), ``"z"`` (``encode(x)``), ``"z_acted"`` (``apply_action(z, rotation)``), ``"z_target"``
-          (``encode(target)``, computed without gradients: the stop-gradient; ``target = T_R x``) and ``"mask"``
-          (the ``(L,)`` ALD mask with its straight-through gradient).
+          (``encode(target)``, computed without gradients: the stop-gradient; ``target = T_R x``), ``"mask"``
+          (the ``(L,)`` ALD mask with its straight-through gradient) and, for the channel-wise actions (``grid``,
+          ``harmonic``), ``"z_rotated"`` (``Phi^v_R(z)`` on every channel, varying or not: what
+          ``GroupActionLoss(mask_gradient="two_sided")`` compares with ``z_target``).
 
         Everything runs inside ``forward`` so that ``DistributedDataParallel`` sees the whole step.
 
@@ -295,8 +297,22 @@ class GroupActionAutoEncoder(AutoEncoder):
             z_target = self.encode(target)
         mask = self.ald.mask()
         m = self.ald.broadcast(mask, z)
-        z_acted = m * self.action(m * z, rotation) + (1 - m) * z
-        return {"pred": self.decode(z_acted), "z": z, "z_acted": z_acted, "z_target": z_target, "mask": mask}
+        out = {"z": z, "z_target": z_target, "mask": mask}
+        if self.action_is_channelwise:
+            # every channel acted on: the same z_acted bit for bit (each channel is rotated on its own), and the
+            # loss can compare each channel's equivariance error with its change under rotation (mask_gradient)
+            out["z_rotated"] = self.action(z, rotation)
+            z_acted = m * out["z_rotated"] + (1 - m) * z
+        else:
+            z_acted = m * self.action(m * z, rotation) + (1 - m) * z
+        out["z_acted"] = z_acted
+        out["pred"] = self.decode(z_acted)
+        return out
+
+    @property
+    def action_is_channelwise(self) -> bool:
+        """True for ``grid`` and ``harmonic``: each latent channel is acted on by itself (``learned`` mixes them)."""
+        return self.action_name in ("grid", "harmonic")
 
 
 class RotatedReconstruction(nn.Module):
