@@ -44,17 +44,22 @@ class GroupActionTrainer(SupervisedTrainer):
             ``lambda_s * L_sparse``) sends to the ALD logits ``alpha`` is computed separately
             (``torch.autograd.grad``, the graph kept for the real backward pass; it reaches back through the
             decoder only, not the encoder) and stored in ``engine.state.alpha_grad``: ``{"iteration": int,
-            "<term>": (L,) CPU tensor, "total": (L,)}``.  ``MaskStatsHandler`` turns it into magnitudes, sign-flip
+            "<term>": (L,) CPU tensor, "total": (L,)}`` (``total``: the sum over the ``mask_loss_terms``).  ``MaskStatsHandler`` turns it into magnitudes, sign-flip
             rates and coherence per term.  Skipped (``None``) for a fixed partition.
-        mask_loss_terms: the loss terms whose gradient reaches the ALD logits (``None``: all of them, the paper);
+        mask_loss_terms: the loss terms whose gradient reaches the ALD logits (``None``, or the strings ``"all"`` /
+            ``"null"`` as a command line passes them: all of them, the paper);
             e.g. ``["loss_i", "loss_v"]`` lets the two latent terms alone decide the split while the
             reconstruction still trains everything else.  The logits' gradient is then
             ``autograd.grad(sum of the chosen weighted terms, alpha)`` (averaged over the processes under DDP,
             scaled like the loss under AMP) in place of the full backward pass's.
+        mask_warmup_epochs: the logits stay where they started for this many epochs (their gradient is dropped,
+            so Adam leaves them alone), while the encoder and decoder learn with the initial split; 0: off.  With
+            ``alpha_init > 0`` every channel starts varying, so the encoder first learns what the action can
+            represent and each channel chooses afterwards.
 
     Raises:
-        ValueError: ``alpha_grad_interval`` is not an int >= 0; ``mask_loss_terms`` names a term that is not one of
-            ``ALPHA_GRAD_TERMS`` or is empty.
+        ValueError: ``alpha_grad_interval`` or ``mask_warmup_epochs`` is not an int >= 0; ``mask_loss_terms`` names
+            a term that is not one of ``ALPHA_GRAD_TERMS`` or is empty.
     """
 
     def __init__(
@@ -64,16 +69,21 @@ class GroupActionTrainer(SupervisedTrainer):
         decollate: bool = False,
         alpha_grad_interval: int = 0,
         mask_loss_terms: list[str] | tuple[str, ...] | None = None,
+        mask_warmup_epochs: int = 0,
         **kwargs: Any,
     ) -> None:
         if isinstance(alpha_grad_interval, bool) or not isinstance(alpha_grad_interval, int) or alpha_grad_interval < 0:
             raise ValueError(f"alpha_grad_interval must be an int >= 0 (0: off), got {alpha_grad_interval!r}.")
+        if isinstance(mask_warmup_epochs, bool) or not isinstance(mask_warmup_epochs, int) or mask_warmup_epochs < 0:
+            raise ValueError(f"mask_warmup_epochs must be an int >= 0 (0: off), got {mask_warmup_epochs!r}.")
+        if isinstance(mask_loss_terms, str) and mask_loss_terms.lower() in ("all", "null", "none"):
+            mask_loss_terms = None  # the command line's spellings of "every term"
         if mask_loss_terms is not None:
             terms = [mask_loss_terms] if isinstance(mask_loss_terms, str) else list(mask_loss_terms)
             unknown = [t for t in terms if t not in ALPHA_GRAD_TERMS]
             if not terms or unknown:
                 raise ValueError(
-                    f"mask_loss_terms must be null (all terms) or a non-empty list of {list(ALPHA_GRAD_TERMS)}, "
+                    f"mask_loss_terms must be null / 'all' (all terms) or a non-empty list of {list(ALPHA_GRAD_TERMS)}, "
                     f"got {mask_loss_terms!r}."
                 )
             mask_loss_terms = tuple(terms)
@@ -82,6 +92,7 @@ class GroupActionTrainer(SupervisedTrainer):
         super().__init__(*args, prepare_batch=prepare_batch, decollate=decollate, **kwargs)
         self.alpha_grad_interval = alpha_grad_interval
         self.mask_loss_terms = mask_loss_terms
+        self.mask_warmup_epochs = mask_warmup_epochs
         self.state.alpha_grad = None
 
     def _mask_grad(self, engine: GroupActionTrainer, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -125,7 +136,8 @@ class GroupActionTrainer(SupervisedTrainer):
                 (g,) = torch.autograd.grad(w * term, alpha, retain_graph=True, allow_unused=True)
                 g = torch.zeros_like(alpha, dtype=torch.float32) if g is None else g.detach().float()
             out[key] = g.cpu()
-            total = total + g
+            if self.mask_loss_terms is None or key in self.mask_loss_terms:
+                total = total + g  # "total": what reaches the logits
         out["total"] = total.cpu()
         return out
 
@@ -151,8 +163,13 @@ class GroupActionTrainer(SupervisedTrainer):
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
 
         def _set_mask_grad(scale: float = 1.0) -> None:
-            if mask_grad[0] is not None:
-                unwrap(engine.network).ald.alpha.grad = mask_grad[0] * scale
+            alpha = getattr(getattr(unwrap(engine.network), "ald", None), "alpha", None)
+            if alpha is None:
+                return
+            if engine.state.epoch <= engine.mask_warmup_epochs:
+                alpha.grad = None  # warm-up: the optimizer skips the logits
+            elif mask_grad[0] is not None:
+                alpha.grad = mask_grad[0] * scale
 
         mask_grad: list[torch.Tensor | None] = [None]
         engine.network.train()

@@ -144,3 +144,92 @@ def test_bad_alpha_grad_interval(bad):
             device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
             optimizer=None, loss_function=None, alpha_grad_interval=bad,
         )
+
+
+def test_mask_loss_terms_let_only_the_chosen_terms_reach_the_logits():
+    """With mask_loss_terms the logits' gradient is that of the chosen terms; every other parameter is unchanged."""
+    grads = {}
+    for terms in (None, ["loss_i", "loss_v"]):
+        set_determinism(seed=0)
+        net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, alpha_init_std=0.1)
+        loss = GroupActionLoss(lambda_i=0.5, lambda_v=0.25, mask_gradient="two_sided")
+        trainer = GroupActionTrainer(
+            device=torch.device("cpu"), max_epochs=1,
+            train_data_loader=DataLoader(_data(4), batch_size=4, shuffle=False, num_workers=0), network=net,
+            optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_function=loss,
+            prepare_batch=PrepareGroupActionBatch(random_if_missing=True, seed=0), alpha_grad_interval=1,
+            mask_loss_terms=terms,
+        )
+        seen = {}
+
+        @trainer.on(IterationEvents.BACKWARD_COMPLETED)
+        def _record(engine, seen=seen):
+            seen["alpha"] = net.ald.alpha.grad.detach().clone()
+            seen["terms"] = engine.state.alpha_grad
+            seen["encoder"] = next(net.encode.parameters()).grad.detach().clone()
+
+        trainer.run()
+        grads[None if terms is None else "latent"] = seen
+    full, latent = grads[None], grads["latent"]
+    torch.testing.assert_close(full["alpha"], full["terms"]["total"], rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(latent["alpha"], latent["terms"]["loss_i"] + latent["terms"]["loss_v"], rtol=1e-4,
+                               atol=1e-9)
+    torch.testing.assert_close(latent["alpha"], latent["terms"]["total"], rtol=1e-4, atol=1e-9)
+    assert not torch.allclose(latent["alpha"], full["alpha"])  # the reconstruction's share is gone
+    assert bool((latent["alpha"] != 0).all())  # two-sided: every logit hears both latent terms
+    torch.testing.assert_close(latent["encoder"], full["encoder"])
+
+
+@pytest.mark.parametrize("spelling", [None, "all", "null", "None"])
+def test_mask_loss_terms_all_spellings(spelling):
+    trainer = GroupActionTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
+        optimizer=None, loss_function=None, mask_loss_terms=spelling,
+    )
+    assert trainer.mask_loss_terms is None
+    assert GroupActionTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
+        optimizer=None, loss_function=None, mask_loss_terms="loss_i",
+    ).mask_loss_terms == ("loss_i",)
+
+
+@pytest.mark.parametrize("bad", [[], ["loss_x"], "loss"])
+def test_bad_mask_loss_terms(bad):
+    with pytest.raises(ValueError, match="mask_loss_terms must be null"):
+        GroupActionTrainer(
+            device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
+            optimizer=None, loss_function=None, mask_loss_terms=bad,
+        )
+
+
+def test_mask_warmup_epochs_hold_the_logits_then_release_them():
+    set_determinism(seed=0)
+    net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, alpha_init=1.0)
+    start = net.ald.alpha.detach().clone()
+    assert bool((net.ald.hard_mask() == 1).all())  # alpha_init > 0: every channel starts varying
+    trainer = GroupActionTrainer(
+        device=torch.device("cpu"), max_epochs=2,
+        train_data_loader=DataLoader(_data(8), batch_size=4, shuffle=False, num_workers=0), network=net,
+        optimizer=torch.optim.Adam(net.parameters(), lr=1e-2), loss_function=GroupActionLoss(mask_gradient="two_sided"),
+        prepare_batch=PrepareGroupActionBatch(random_if_missing=True, seed=0), mask_warmup_epochs=1,
+        mask_loss_terms=["loss_i", "loss_v"],
+    )
+    after_epoch = {}
+    first_weight = next(net.encode.parameters())
+    weight_start = first_weight.detach().clone()
+    from ignite.engine import Events
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: after_epoch.update({e.state.epoch: net.ald.alpha.detach().clone()}))
+    trainer.run()
+    assert torch.equal(after_epoch[1], start)  # held during the warm-up ...
+    assert not torch.equal(after_epoch[2], start)  # ... and learned afterwards
+    assert not torch.equal(first_weight.detach(), weight_start)  # the rest trained throughout
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_bad_mask_warmup_epochs(bad):
+    with pytest.raises(ValueError, match="mask_warmup_epochs must be an int >= 0"):
+        GroupActionTrainer(
+            device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
+            optimizer=None, loss_function=None, mask_warmup_epochs=bad,
+        )

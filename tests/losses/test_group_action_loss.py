@@ -130,3 +130,65 @@ def test_sparsity_prior_adds_the_weighted_fraction_and_pulls_logits_down():
 def test_sparsity_weight_out_of_range_names_the_entry(bad):
     with pytest.raises(ValueError, match="lambda_s"):
         GroupActionLoss(lambda_s=bad)
+
+
+# ---- mask_gradient: where the mask stands in L_inv / L_const --------------------------------------------------------
+
+
+def _two_sided_inputs(seed: int = 3):
+    """A latent with a channel-wise action: z_rotated on every channel, z_acted = M z_rotated + (1 - M) z."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(2, 4, 3, 3, generator=g, requires_grad=True)
+    z_target = torch.randn(2, 4, 3, 3, generator=g)
+    z_rotated = torch.flip(z, dims=(-1,)) * 0.8  # any channel-wise map of z with a gradient
+    alpha = torch.tensor([1.0, -0.5, 0.3, -2.0], requires_grad=True)
+    soft = torch.sigmoid(alpha)
+    mask = (alpha.detach() > 0).float() + (soft - soft.detach())
+    m = mask.view(1, -1, 1, 1)
+    z_acted = m * z_rotated + (1 - m) * z
+    pred = torch.rand(2, 1, 4, 4, generator=g)
+    target = torch.rand(2, 1, 4, 4, generator=g)
+    return pred, target, z, z_target, z_acted, mask, z_rotated, alpha
+
+
+def test_two_sided_has_the_paper_values_and_encoder_gradient():
+    pred, target, z, z_target, z_acted, mask, z_rotated, _ = _two_sided_inputs()
+    kw = dict(lambda_i=0.3, lambda_v=0.7)
+    one = GroupActionLoss(**kw)(pred, target, z, z_target, z_acted, mask)
+    two = GroupActionLoss(mask_gradient="two_sided", **kw)(pred, target, z, z_target, z_acted, mask, z_rotated=z_rotated)
+    for key in ("loss", "loss_i", "loss_v", "loss_s"):
+        torch.testing.assert_close(two[key], one[key], rtol=1e-6, atol=1e-7)
+    (g_one,) = torch.autograd.grad(one["loss"], z, retain_graph=True)
+    (g_two,) = torch.autograd.grad(two["loss"], z)
+    torch.testing.assert_close(g_two, g_one, rtol=1e-5, atol=1e-7)
+
+
+def test_two_sided_logit_gradient_compares_both_costs_on_every_channel():
+    pred, target, z, z_target, z_acted, mask, z_rotated, alpha = _two_sided_inputs()
+    li, lv = 0.3, 0.7
+    two = GroupActionLoss(lambda_r=0.0, lambda_i=li, lambda_v=lv, mask_gradient="two_sided")(
+        pred, target, z, z_target, z_acted, mask, z_rotated=z_rotated
+    )
+    (g,) = torch.autograd.grad(two["loss"], alpha, retain_graph=True)
+    zd, zt, zr = z.detach(), z_target, z_rotated.detach()
+    c_inv = ((zd - zt) ** 2).mean(dim=(0, 2, 3))
+    c_var = ((zr - zt) ** 2).mean(dim=(0, 2, 3))
+    s = torch.sigmoid(alpha.detach())
+    expected = (lv * c_var - li * c_inv) / 4 * s * (1 - s)
+    torch.testing.assert_close(g, expected, rtol=1e-5, atol=1e-8)
+    assert bool((g != 0).all())
+    # the paper's form: L_inv is silent on the varying channels' logits, L_const on the invariant ones
+    one = GroupActionLoss(lambda_r=0.0, lambda_i=li, lambda_v=0.0)(pred, target, z, z_target, z_acted, mask)
+    (g_inv,) = torch.autograd.grad(one["loss"], alpha, retain_graph=True)
+    varying = alpha.detach() > 0
+    assert bool((g_inv[varying] == 0).all()) and bool((g_inv[~varying] < 0).all())
+
+
+def test_two_sided_needs_z_rotated_and_the_mode_is_checked():
+    pred, target, z, z_target, z_acted, mask, _, _ = _two_sided_inputs()
+    with pytest.raises(ValueError, match="z_rotated.*action: learned"):
+        GroupActionLoss(mask_gradient="two_sided")(pred, target, z, z_target, z_acted, mask)
+    with pytest.raises(ValueError, match="mask_gradient must be one of .*'both'"):
+        GroupActionLoss(mask_gradient="both")
+    with pytest.raises(ValueError, match="rotated latent"):
+        GroupActionLoss(mask_gradient="two_sided")(pred, target, z, z_target, z_acted, mask, z_rotated=z[:, :2])

@@ -78,6 +78,21 @@ def test_invariant_channels_untouched():
     assert not torch.allclose(acted[:, :2], z[:, :2], atol=1e-4)
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_training_pass_acts_on_every_channel_and_keeps_the_split(dim):
+    """z_rotated (for mask_gradient: two_sided) rotates every channel; z_acted is the paper's M Phi(M z) + (1-M) z."""
+    net = _net(dim, partition="manual", varying_fraction=0.5)
+    x, r = _image(net), _rot(dim, 2, 7)
+    out = net(x, r, x)
+    m = net.ald.broadcast(net.ald.mask(), out["z"])
+    assert torch.equal(out["z_acted"], m * net.action(m * out["z"], r) + (1 - m) * out["z"])
+    torch.testing.assert_close(out["z_rotated"], net.action(out["z"], r))
+    assert not torch.allclose(out["z_rotated"][:, 2:], out["z"][:, 2:], atol=1e-4)  # invariant channels too
+    learned = GroupActionAutoEncoder(dim, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, action="learned",
+                                     spatial_size=net.spatial_size)
+    assert "z_rotated" not in learned(x, r, x)  # the learned action mixes channels: no per-channel rotation
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
