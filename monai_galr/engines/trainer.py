@@ -44,8 +44,9 @@ class GroupActionTrainer(SupervisedTrainer):
             ``lambda_s * L_sparse``) sends to the ALD logits ``alpha`` is computed separately
             (``torch.autograd.grad``, the graph kept for the real backward pass; it reaches back through the
             decoder only, not the encoder) and stored in ``engine.state.alpha_grad``: ``{"iteration": int,
-            "<term>": (L,) CPU tensor, "total": (L,)}`` (``total``: the sum over the ``mask_loss_terms``).  ``MaskStatsHandler`` turns it into magnitudes, sign-flip
-            rates and coherence per term.  Skipped (``None``) for a fixed partition.
+            "<term>": (L,) CPU tensor, "total": (L,)}`` (``total``: the sum over the ``mask_loss_terms``).
+            ``MaskStatsHandler`` turns it into magnitudes, sign-flip rates and coherence per term.  Skipped
+            (``None``) for a fixed partition.
         mask_loss_terms: the loss terms whose gradient reaches the ALD logits (``None``, or the strings ``"all"`` /
             ``"null"`` as a command line passes them: all of them, the paper);
             e.g. ``["loss_i", "loss_v"]`` lets the two latent terms alone decide the split while the
@@ -83,8 +84,8 @@ class GroupActionTrainer(SupervisedTrainer):
             unknown = [t for t in terms if t not in ALPHA_GRAD_TERMS]
             if not terms or unknown:
                 raise ValueError(
-                    f"mask_loss_terms must be null / 'all' (all terms) or a non-empty list of {list(ALPHA_GRAD_TERMS)}, "
-                    f"got {mask_loss_terms!r}."
+                    "mask_loss_terms must be null / 'all' (all terms) or a non-empty list of "
+                    f"{list(ALPHA_GRAD_TERMS)}, got {mask_loss_terms!r}."
                 )
             mask_loss_terms = tuple(terms)
         if prepare_batch is None:

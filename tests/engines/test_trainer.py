@@ -219,7 +219,9 @@ def test_mask_warmup_epochs_hold_the_logits_then_release_them():
     weight_start = first_weight.detach().clone()
     from ignite.engine import Events
 
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: after_epoch.update({e.state.epoch: net.ald.alpha.detach().clone()}))
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: after_epoch.update({e.state.epoch: net.ald.alpha.detach().clone()})
+    )
     trainer.run()
     assert torch.equal(after_epoch[1], start)  # held during the warm-up ...
     assert not torch.equal(after_epoch[2], start)  # ... and learned afterwards

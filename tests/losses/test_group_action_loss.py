@@ -155,7 +155,9 @@ def test_two_sided_has_the_paper_values_and_encoder_gradient():
     pred, target, z, z_target, z_acted, mask, z_rotated, _ = _two_sided_inputs()
     kw = dict(lambda_i=0.3, lambda_v=0.7)
     one = GroupActionLoss(**kw)(pred, target, z, z_target, z_acted, mask)
-    two = GroupActionLoss(mask_gradient="two_sided", **kw)(pred, target, z, z_target, z_acted, mask, z_rotated=z_rotated)
+    two = GroupActionLoss(mask_gradient="two_sided", **kw)(
+        pred, target, z, z_target, z_acted, mask, z_rotated=z_rotated
+    )
     for key in ("loss", "loss_i", "loss_v", "loss_s"):
         torch.testing.assert_close(two[key], one[key], rtol=1e-6, atol=1e-7)
     (g_one,) = torch.autograd.grad(one["loss"], z, retain_graph=True)
