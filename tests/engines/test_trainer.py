@@ -47,6 +47,14 @@ def _trainer(max_epochs: int = 2, **net_kwargs) -> GroupActionTrainer:
     )
 
 
+def _bare_trainer(**kwargs) -> GroupActionTrainer:
+    """A trainer with nothing to train: for the argument checks of the constructor."""
+    return GroupActionTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
+        optimizer=None, loss_function=None, **kwargs,
+    )
+
+
 def test_trainer_runs_fires_events_and_reports_outputs():
     trainer = _trainer(alpha_init_std=0.1)
     counts: Counter = Counter()
@@ -140,10 +148,7 @@ def test_alpha_grad_interval_measures_each_term_on_the_logits():
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
 def test_bad_alpha_grad_interval(bad):
     with pytest.raises(ValueError, match="alpha_grad_interval"):
-        GroupActionTrainer(
-            device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
-            optimizer=None, loss_function=None, alpha_grad_interval=bad,
-        )
+        _bare_trainer(alpha_grad_interval=bad)
 
 
 def test_mask_loss_terms_let_only_the_chosen_terms_reach_the_logits():
@@ -182,24 +187,15 @@ def test_mask_loss_terms_let_only_the_chosen_terms_reach_the_logits():
 
 @pytest.mark.parametrize("spelling", [None, "all", "null", "None"])
 def test_mask_loss_terms_all_spellings(spelling):
-    trainer = GroupActionTrainer(
-        device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
-        optimizer=None, loss_function=None, mask_loss_terms=spelling,
-    )
+    trainer = _bare_trainer(mask_loss_terms=spelling)
     assert trainer.mask_loss_terms is None
-    assert GroupActionTrainer(
-        device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
-        optimizer=None, loss_function=None, mask_loss_terms="loss_i",
-    ).mask_loss_terms == ("loss_i",)
+    assert _bare_trainer(mask_loss_terms="loss_i").mask_loss_terms == ("loss_i",)
 
 
 @pytest.mark.parametrize("bad", [[], ["loss_x"], "loss"])
 def test_bad_mask_loss_terms(bad):
     with pytest.raises(ValueError, match="mask_loss_terms must be null"):
-        GroupActionTrainer(
-            device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
-            optimizer=None, loss_function=None, mask_loss_terms=bad,
-        )
+        _bare_trainer(mask_loss_terms=bad)
 
 
 def test_mask_warmup_epochs_hold_the_logits_then_release_them():
@@ -231,7 +227,4 @@ def test_mask_warmup_epochs_hold_the_logits_then_release_them():
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
 def test_bad_mask_warmup_epochs(bad):
     with pytest.raises(ValueError, match="mask_warmup_epochs must be an int >= 0"):
-        GroupActionTrainer(
-            device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=torch.nn.Linear(1, 1),
-            optimizer=None, loss_function=None, mask_warmup_epochs=bad,
-        )
+        _bare_trainer(mask_warmup_epochs=bad)
