@@ -86,7 +86,7 @@ def _child(args: argparse.Namespace) -> dict:
         r = random_rotation(batch, 3, generator=gen).to(device)
         target = rotate_image(x, r)
         out = net(x, r, target)
-        loss = loss_fn(out["pred"], target, out["z"], out["z_target"], out["z_acted"], out["mask"], z_rotated=out.get("z_rotated"))["loss"]
+        loss = loss_fn.from_outputs(out, target)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

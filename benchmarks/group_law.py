@@ -296,7 +296,7 @@ def time_training_steps(
         x, target, (r,), _ = prepare({**batch, "rotation": r}, device)
         with torch.autocast(device.type, enabled=bool(amp)):
             out = net(x, r, target)
-            loss = loss_fn(out["pred"], target, out["z"], out["z_target"], out["z_acted"], out["mask"], z_rotated=out.get("z_rotated"))["loss"]
+            loss = loss_fn.from_outputs(out, target)["loss"]
         update(opt, loss)
 
     def reset_peak() -> bool:

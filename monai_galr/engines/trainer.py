@@ -149,10 +149,7 @@ class GroupActionTrainer(SupervisedTrainer):
             outs = engine.inferer(inputs, engine.network, rotation, targets)
             engine.state.output[Keys.PRED] = outs["pred"]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            losses = engine.loss_function(
-                outs["pred"], targets, outs["z"], outs["z_target"], outs["z_acted"], outs["mask"],
-                z_rotated=outs.get("z_rotated"),
-            )
+            losses = engine.loss_function.from_outputs(outs, targets)
             engine.state.output[Keys.LOSS] = losses["loss"]
             for key in LOSS_TERMS + (("loss_s",) if "loss_s" in losses else ()):
                 engine.state.output[key] = float(losses[key].detach().item())

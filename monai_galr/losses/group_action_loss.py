@@ -92,6 +92,11 @@ class GroupActionLoss(nn.Module):
         """``{"loss_r": lambda_r, "loss_i": lambda_i, "loss_v": lambda_v, "loss_s": lambda_s}``."""
         return {"loss_r": self.lambda_r, "loss_i": self.lambda_i, "loss_v": self.lambda_v, "loss_s": self.lambda_s}
 
+    def from_outputs(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss of the network's training pass: ``outputs`` is ``GroupActionAutoEncoder(x, R, target)``'s dict."""
+        return self(outputs["pred"], target, outputs["z"], outputs["z_target"], outputs["z_acted"], outputs["mask"],
+                    z_rotated=outputs.get("z_rotated"))
+
     @staticmethod
     def _check(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
         if pred.shape != target.shape:

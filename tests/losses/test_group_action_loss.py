@@ -194,3 +194,12 @@ def test_two_sided_needs_z_rotated_and_the_mode_is_checked():
         GroupActionLoss(mask_gradient="both")
     with pytest.raises(ValueError, match="rotated latent"):
         GroupActionLoss(mask_gradient="two_sided")(pred, target, z, z_target, z_acted, mask, z_rotated=z[:, :2])
+
+
+def test_from_outputs_reads_the_training_dict():
+    pred, target, z, z_target, z_acted, mask, z_rotated, _ = _two_sided_inputs()
+    outs = {"pred": pred, "z": z, "z_target": z_target, "z_acted": z_acted, "mask": mask, "z_rotated": z_rotated}
+    loss = GroupActionLoss(mask_gradient="two_sided")
+    expected = loss(pred, target, z, z_target, z_acted, mask, z_rotated=z_rotated)
+    for key, value in loss.from_outputs(outs, target).items():
+        torch.testing.assert_close(value, expected[key])
