@@ -5,7 +5,9 @@ and scored on the test split: accuracy, macro precision / recall / F1 and the on
 
 Pooling: global (one number per channel, ``grid=None``) measures mostly the pooling; ``grid=(8, 8)`` (2D) or
 ``(4, 4, 4)`` (3D) pools each channel to a coarse grid (adaptive average / max pooling) and keeps where things are.
-A harmonic latent ``(B, L, S, M)`` (coefficients, not a map) is flattened as it is, with no pooling.  Beside the
+A harmonic latent ``(B, L, S, M)`` holds coefficients, not a map: ``features="map"`` (the default) renders it on
+the latent grid with the network's own fixed, linear, channel-wise synthesis (``latent_map``) and pools that map like
+a spatial latent; ``features="coefficients"`` flattens the coefficients as they are (no pooling).  Beside the
 class label, ``targets`` probes other properties of the items (on localized data: the block position, the
 background), to show *what* each part of the split holds.
 """
@@ -36,6 +38,7 @@ __all__ = [
     "FEATURE_PARTS",
     "POOLINGS",
     "block_position_target",
+    "check_features",
     "check_grid",
     "check_labels",
     "extract_features",
@@ -48,6 +51,7 @@ __all__ = [
 FEATURE_PARTS = ("z", "z_v", "z_i")
 POOLINGS = ("avg", "max")
 VIEWS = ("input", "rotated")
+FEATURES = ("map", "coefficients")
 DEFAULT_LABEL_HINT = "Give every item a 'label' (an int class)."
 
 
@@ -77,6 +81,18 @@ def check_labels(items: Any, name: str, hint: str = "") -> list[Mapping]:
             f"item. {hint or DEFAULT_LABEL_HINT}"
         )
     return items
+
+
+def check_features(features: str, harmonic: bool) -> str:
+    """``features`` (config entry ``probe_features``) checked: ``"map"``, or ``"coefficients"`` for a harmonic latent."""
+    if features not in FEATURES:
+        raise ValueError(f"probe_features must be one of {FEATURES}, got {features!r}.")
+    if features == "coefficients" and not harmonic:
+        raise ValueError(
+            "probe_features 'coefficients' needs a harmonic latent (action: harmonic); this network's latent is a "
+            "spatial map: use probe_features: map."
+        )
+    return features
 
 
 def check_grid(grid: Sequence[int] | None, latent_spatial: Sequence[int] | None = None) -> tuple[int, ...] | None:
@@ -186,13 +202,16 @@ def extract_features(
     name: str = "items",
     grid: Sequence[int] | None = None,
     ckpt_path: str | None = None,
+    features: str = "map",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Pooled ``z``, ``z_v`` and ``z_i`` of every item (eval mode, batched, no gradients).
 
     ``z = network.encode(x)``; ``(z_v, z_i) = network.split(z)``; only the channels of each part are kept
     (``z_v``: the ALD mask's varying channels, ``z_i`` the others), then pooled over space: globally
     (``grid=None``) or per channel to ``grid`` cells.  A harmonic latent (``network.is_harmonic``: ``(B, L, S, M)``
-    coefficients) is flattened as it is, whatever ``pooling`` / ``grid`` say.
+    coefficients) is rendered on the latent grid first (``features="map"``: ``network.latent_map``, channel by
+    channel, so the split is the same) or flattened as it is (``features="coefficients"``, whatever ``pooling`` /
+    ``grid`` say).
 
     Args:
         network: a ``GroupActionAutoEncoder`` (already loaded; see :func:`run_probes`).
@@ -205,14 +224,15 @@ def extract_features(
         name: the items' name in error messages.
         grid: None (global pooling: one number per channel) or the cells per spatial axis, e.g. ``(8, 8)``.
         ckpt_path: weights loaded into ``network`` when the evaluator starts (None: use it as it is).
+        features: ``"map"`` or ``"coefficients"`` (harmonic latents only), see above.
 
     Returns:
         ``({"z": (N, L*P*G), "z_v": (N, L_v*P*G), "z_i": (N, L_i*P*G)}, labels (N,))``, float64 / int64 numpy
         arrays (``G = prod(grid)``, 1 for global pooling).
 
     Raises:
-        ValueError: an item has no ``"label"`` (the message names ``name``), bad ``pooling`` / ``view``, a ``grid``
-            larger than the latent grid (both shapes named).
+        ValueError: an item has no ``"label"`` (the message names ``name``), bad ``pooling`` / ``view`` /
+            ``features``, a ``grid`` larger than the latent grid (both shapes named).
     """
     pools = _check_pooling(pooling)
     if view not in VIEWS:
@@ -221,16 +241,19 @@ def extract_features(
     grid = check_grid(grid)
     core = check_network(network)
     harmonic = bool(getattr(core, "is_harmonic", False))
+    flatten = check_features(features, harmonic) == "coefficients"
     key = "z_target" if view == "rotated" else "z"  # E(T_R x) or E(x)
 
     def collect(engine) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The pooled parts of the batch's latents (float64: identical parts, identical features), its labels."""
         z = engine.state.output[key]
         z_v, z_i = core.split(z)
-        if grid is not None and not harmonic:
+        if harmonic and not flatten:  # the synthesis acts channel by channel: the split of the map is the same
+            z, z_v, z_i = core.latent_map(z), core.latent_map(z_v), core.latent_map(z_i)
+        if grid is not None and not flatten:
             check_grid(grid, z.shape[2:])
         mask = core.ald.hard_mask().detach().bool().to(z.device)
-        kw = dict(grid=grid, flatten=harmonic)
+        kw = dict(grid=grid, flatten=flatten)
         parts = {"z": z.double(), "z_v": z_v.double()[:, mask], "z_i": z_i.double()[:, ~mask]}
         return {p: _pool(t, pools, **kw).cpu() for p, t in parts.items()}, item_labels(engine.state.batch)
 
@@ -358,7 +381,7 @@ def run_probes(
     transform: Any = None, ckpt_path: str | None = None, device: Any = None, batch_size: int = 64,
     pooling: str | Sequence[str] = "avg", view: str = "input", seed: int = 0, c: float = 1.0, max_iter: int = 1000,
     protocol: str = "", filename: str = "probes", label_hint: str = "", grid: Sequence[int] | None = None,
-    targets: Mapping[str, Callable[[Mapping], int]] | None = None,
+    targets: Mapping[str, Callable[[Mapping], int]] | None = None, features: str = "map",
 ) -> dict[str, Any]:
     """The probe study (runner ``probe``): features of both splits, one probe per part, JSON and Markdown.
 
@@ -378,10 +401,12 @@ def run_probes(
         label_hint: appended to the error raised for items without a ``"label"`` (how this bundle's data can
             supply labels).
         grid: the probe grid (``probe_grid``): None for global pooling, e.g. ``(8, 8)`` / ``(4, 4, 4)``; ignored
-            for a harmonic latent (flattened coefficients).
+            with ``features="coefficients"``.
         targets: other properties to probe, ``{name: item -> int}`` (e.g. :func:`block_position_target`,
             :func:`item_key_target`), each on z / z_v / z_i like the class label; results under
             ``out["targets"][name]`` and one more table each.
+        features: ``probe_features``: ``"map"`` (a harmonic latent rendered on the latent grid, then pooled) or
+            ``"coefficients"`` (flattened harmonic coefficients), see :func:`extract_features`.
 
     Returns:
         the results (NaN where undefined; ``null`` in the JSON file).
@@ -404,7 +429,10 @@ def run_probes(
     for tname, fn in targets.items():
         if not callable(fn):
             raise ValueError(f"probe target {tname!r} must be a callable item -> int, got {type(fn).__name__}.")
-    kw = dict(transform=transform, batch_size=batch_size, pooling=pooling, view=view, device=device, grid=grid)
+    harmonic = bool(getattr(core, "is_harmonic", False))
+    flatten = check_features(features, harmonic) == "coefficients"
+    kw = dict(transform=transform, batch_size=batch_size, pooling=pooling, view=view, device=device, grid=grid,
+              features=features)
     train_f, train_y = extract_features(core, train_items, name="train_items", ckpt_path=ckpt_path, **kw)
     test_f, test_y = extract_features(core, test_items, name="test_items", **kw)
     mask = core.ald.hard_mask().detach().cpu()
@@ -423,13 +451,13 @@ def run_probes(
             r = linear_probe(train_f[part], ty_train, test_f[part], ty_test, seed=seed, c=c, max_iter=max_iter)
             target_results[tname][part] = {**r, "channels": channels[part]}
     pools = _check_pooling(pooling)
-    harmonic = bool(getattr(core, "is_harmonic", False))
-    if harmonic:
+    rendered = "of the harmonic latent rendered on the latent grid (latent_map), " if harmonic and not flatten else ""
+    if flatten:
         feature_txt = "flattened harmonic coefficients (no pooling)"
     elif grid is not None:
-        feature_txt = f"{'+'.join(pools)}-pooled to a {'x'.join(map(str, grid))} grid per channel"
+        feature_txt = f"{rendered}{'+'.join(pools)}-pooled to a {'x'.join(map(str, grid))} grid per channel"
     else:
-        feature_txt = f"globally {'+'.join(pools)}-pooled (one number per channel)"
+        feature_txt = f"{rendered}globally {'+'.join(pools)}-pooled (one number per channel)"
     full_protocol = (
         f"logistic regression (StandardScaler + LogisticRegression, C={c}, seed {seed}) on latent features "
         f"{feature_txt} of the {view} images; fitted on {len(train_items)} train "
@@ -441,8 +469,9 @@ def run_probes(
         "probes": results,
         "protocol": full_protocol,
         "pooling": list(pools),
-        "grid": None if grid is None or harmonic else list(grid),
+        "grid": None if grid is None or flatten else list(grid),
         "features": feature_txt,
+        "feature_space": "coefficients" if flatten else "map",
         "targets": target_results,
         "view": view,
         "num_train": len(train_items),

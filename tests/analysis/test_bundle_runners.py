@@ -72,10 +72,9 @@ def test_figure_runners_with_blocked_overlay(trained):
     data = json.loads((out / "probes.json").read_text())
     assert data["pooling"] == ["avg", "max"] and data["view"] == "rotated"
     n_all = len(data["mask"])
-    if data["grid"] is None:  # a harmonic latent: coefficients flattened, no pooling
-        assert "flattened harmonic" in data["features"] and data["probes"]["z"]["num_features"] % n_all == 0
-    else:  # avg + max pooled to the probe_grid of evaluate.yaml, per channel
-        assert data["grid"] == [8, 8] and data["probes"]["z"]["num_features"] == 2 * 64 * n_all
+    # avg + max pooled to the probe_grid of evaluate.yaml, per channel (a harmonic latent: of its rendered map)
+    assert data["grid"] == [8, 8] and data["probes"]["z"]["num_features"] == 2 * 64 * n_all
+    assert data["feature_space"] == "map" and ("latent_map" in data["features"]) == (net["action"] == "harmonic")
     assert set(data["targets"]) == {"block_position"}  # blocked.yaml: what z_v / z_i hold besides the digit
 
 

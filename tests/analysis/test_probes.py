@@ -221,3 +221,43 @@ def test_run_probes_loads_the_checkpoint_through_the_engine(tmp_path, make_net, 
     reference = make_net(seed=3)
     for a, b in zip(net.state_dict().values(), reference.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def _harmonic_net():
+    """A tiny untrained harmonic network (3 rings x 4 modes on its 8x8 latent grid), 2 of 8 channels varying."""
+    from monai_galr.networks import GroupActionAutoEncoder
+
+    torch.manual_seed(0)
+    return GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=8, norm="batch",
+                                  partition="manual", varying_fraction=0.25, action="harmonic", spatial_size=(16, 16),
+                                  harmonic_radii=3, harmonic_modes=4).eval()
+
+
+def test_harmonic_latent_is_probed_on_its_rendered_map_by_default(blob_items):
+    net = _harmonic_net()
+    items = blob_items(6, rotations=False)
+    feats, _ = extract_features(net, items, batch_size=3, grid=(2, 2))
+    x = torch.as_tensor(np.stack([d["image"] for d in items]))
+    with torch.no_grad():
+        z = net.encode(x)
+        maps = net.latent_map(z).double()  # (B, 8, 8, 8): the coefficients rendered on the latent grid
+    assert z.shape[2:] != maps.shape[2:]
+    expected = torch.nn.functional.adaptive_avg_pool2d(maps, (2, 2))
+    np.testing.assert_allclose(feats["z"], expected.flatten(1).numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(feats["z_v"], expected[:, :2].flatten(1).numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(feats["z_i"], expected[:, 2:].flatten(1).numpy(), rtol=1e-6, atol=1e-9)
+    coef, _ = extract_features(net, items, batch_size=3, grid=(2, 2), features="coefficients")
+    np.testing.assert_allclose(coef["z"], z.double().flatten(1).numpy(), rtol=1e-12, atol=1e-12)
+    assert coef["z_v"].shape[1] == 2 * z[0, 0].numel()
+
+
+def test_probe_features_entry_is_checked_and_reported(tmp_path, make_net, blob_items):
+    items = blob_items(40, rotations=False)
+    out = run_probes(_harmonic_net(), items[:30], items[30:], str(tmp_path / "h"), grid=(2, 2))
+    assert out["feature_space"] == "map" and out["grid"] == [2, 2] and "latent_map" in out["protocol"]
+    out = run_probes(_harmonic_net(), items[:30], items[30:], str(tmp_path / "c"), grid=(2, 2), features="coefficients")
+    assert out["feature_space"] == "coefficients" and out["grid"] is None and "flattened" in out["protocol"]
+    with pytest.raises(ValueError, match="probe_features must be one of"):
+        run_probes(_harmonic_net(), items, items, str(tmp_path), features="pixels")
+    with pytest.raises(ValueError, match="needs a harmonic latent"):
+        run_probes(make_net(), items, items, str(tmp_path), features="coefficients")
