@@ -95,6 +95,14 @@ class GroupActionTrainer(SupervisedTrainer):
         self.mask_loss_terms = mask_loss_terms
         self.mask_warmup_epochs = mask_warmup_epochs
         self.state.alpha_grad = None
+        core = unwrap(self.network)
+        if getattr(self.loss_function, "mask_gradient", None) == "two_sided" and not getattr(
+            core, "action_is_channelwise", True
+        ):  # checked here, before the first batch is loaded (the loss would raise at the first step)
+            raise ValueError(
+                "mask_gradient 'two_sided' needs a channel-wise latent action (action: grid or harmonic), got action "
+                f"{getattr(core, 'action_name', '?')!r}; set mask_gradient: one_sided (--mask_gradient one_sided)."
+            )
 
     def _mask_grad(self, engine: GroupActionTrainer, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The logits' gradient from the ``mask_loss_terms`` only (``None``: no learned logits)."""

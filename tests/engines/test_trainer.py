@@ -228,3 +228,14 @@ def test_mask_warmup_epochs_hold_the_logits_then_release_them():
 def test_bad_mask_warmup_epochs(bad):
     with pytest.raises(ValueError, match="mask_warmup_epochs must be an int >= 0"):
         _bare_trainer(mask_warmup_epochs=bad)
+
+
+def test_two_sided_mask_gradient_with_the_learned_action_fails_before_training():
+    """``action: learned`` mixes channels (no per-channel ``z_rotated``): the trainer says so when it is built."""
+    learned = GroupActionAutoEncoder(2, 1, 1, channels=(4,), strides=(1,), latent_channels=2, action="learned")
+    kw = dict(device=torch.device("cpu"), max_epochs=1, train_data_loader=[], network=learned, optimizer=None)
+    with pytest.raises(ValueError, match=r"mask_gradient 'two_sided' needs a channel-wise .* got action 'learned'"):
+        GroupActionTrainer(loss_function=GroupActionLoss(mask_gradient="two_sided"), **kw)
+    GroupActionTrainer(loss_function=GroupActionLoss(mask_gradient="one_sided"), **kw)  # the paper's form runs
+    grid = GroupActionAutoEncoder(2, 1, 1, channels=(4,), strides=(1,), latent_channels=2, action="grid")
+    GroupActionTrainer(loss_function=GroupActionLoss(mask_gradient="two_sided"), **{**kw, "network": grid})
