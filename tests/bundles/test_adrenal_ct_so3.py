@@ -23,7 +23,7 @@ BUNDLE = ROOT / "bundles" / "adrenal_ct_so3"
 CONFIGS = BUNDLE / "configs"
 TRAIN = str(CONFIGS / "train.yaml")
 EVALUATE = [TRAIN, str(CONFIGS / "evaluate.yaml")]
-INFER = str(CONFIGS / "inference.yaml")
+INFER = [TRAIN, str(CONFIGS / "inference.yaml")]  # inference.yaml is an overlay on train.yaml
 TINY = {"spatial_size": [16, 16, 16], "max_epochs": 1, "val_interval": 1, "num_threads": 1, "batch_size": 4}
 
 
