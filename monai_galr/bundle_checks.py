@@ -303,8 +303,9 @@ def overlay_fix(missing: str, overlay: str, base: str, argv: Sequence[str] | Non
 
     Example::
 
-        >>> overlay_fix("spatial_size", "inference.yaml", "train.yaml", ["--config_file", "b/configs/inference.yaml"])
-        "inference.yaml is an overlay on train.yaml (`@spatial_size` is defined there): list train.yaml first, --config_file \"['b/configs/train.yaml','b/configs/inference.yaml']\""
+        overlay_fix("spatial_size", "inference.yaml", "train.yaml", ["--config_file", "b/configs/inference.yaml"])
+        # inference.yaml is an overlay on train.yaml (`@spatial_size` is defined there): list train.yaml first,
+        # --config_file "['b/configs/train.yaml','b/configs/inference.yaml']"
     """
     files = _config_files(sys.argv if argv is None else argv)
     given = [f for f in files if os.path.basename(f) == overlay]

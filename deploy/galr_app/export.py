@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="TorchScript file to write")
     p.add_argument("--ckpt_file", default=None, help="weights (default <bundle>/models/model.pt)")
     p.add_argument("--config_file", nargs="+", default=None,
-                   help="config(s) defining network_def, read in order (default <bundle>/configs/train.yaml inference.yaml)")
+                   help="config(s) defining network_def, read in order (default <bundle>/configs/train.yaml, then "
+                   "its overlay inference.yaml)")
     p.add_argument("--input_shape", type=int, nargs="+", default=None, help="spatial shape (default: metadata)")
     args = p.parse_args(argv)
     path = export_deploy_module(args.bundle, args.out, args.ckpt_file, args.config_file, args.input_shape)
