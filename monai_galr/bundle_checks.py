@@ -12,7 +12,9 @@ bundles two ways out:
 - :func:`install_error_report` (first item of every bundle's ``initialize``): for any other uncaught error, print
   the traceback of the real error only (not MONAI's wrappers around it) and end the output with one line
   ``ERROR: <type>: <message>``; MONAI's ``StatsHandler`` then logs an engine's error without its traceback (it is
-  printed once, at the end).
+  printed once, at the end).  Called with ``overlay=`` / ``base=`` (an overlay config such as ``inference.yaml``), a
+  reference that the overlay leaves to its base config and that is missing (the overlay run alone) ends the output
+  with the fix instead: the ``--config_file`` list with the base first (:func:`overlay_fix`).
 
 The checks:
 
@@ -46,6 +48,7 @@ __all__ = [
     "check_training_start",
     "install_error_report",
     "leftover_temporary_files",
+    "overlay_fix",
     "root_error",
     "validate_entries",
 ]
@@ -266,11 +269,62 @@ class _NoEngineTraceback(logging.Filter):
         return True
 
 
+#: MONAI's error for a reference that no config file defines
+_MISSING_REFERENCE = re.compile(r"the referring item `@([^`]+)` is not defined in the config content")
+#: the overlay config of the running bundle and its base (set by install_error_report)
+_OVERLAY: dict[str, str] = {}
+
+
+def _config_files(argv: Sequence[str]) -> list[str]:
+    """The ``--config_file`` value(s) of a ``python -m monai.bundle ...`` command line (empty without one)."""
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--config_file" and i + 1 < len(argv) else (
+            arg.split("=", 1)[1] if arg.startswith("--config_file=") else None)
+        if value is not None:
+            value = value.strip()
+            if value.startswith("["):
+                return [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
+            return [value]
+    return []
+
+
+def overlay_fix(missing: str, overlay: str, base: str, argv: Sequence[str] | None = None) -> str:
+    """The message for the overlay config ``overlay`` run without its ``base``: what is missing, and the fix.
+
+    Args:
+        missing: the id that ``overlay`` takes from ``base`` (MONAI's missing reference, without ``@``).
+        overlay: the overlay's file name, e.g. ``"inference.yaml"``.
+        base: the base config's file name, e.g. ``"train.yaml"``.
+        argv: the command line (default ``sys.argv``); its ``--config_file`` gives the folder of the fixed list.
+
+    Returns:
+        One line, ending with the ``--config_file`` list (base first) to use; with the overlay's path on the command
+        line, the list holds its folder, else ``<bundle>/configs``.
+
+    Example::
+
+        overlay_fix("spatial_size", "inference.yaml", "train.yaml", ["--config_file", "b/configs/inference.yaml"])
+        # inference.yaml is an overlay on train.yaml (`@spatial_size` is defined there): list train.yaml first,
+        # --config_file "['b/configs/train.yaml','b/configs/inference.yaml']"
+    """
+    files = _config_files(sys.argv if argv is None else argv)
+    given = [f for f in files if os.path.basename(f) == overlay]
+    folder = os.path.dirname(given[0]) if given else os.path.join("<bundle>", "configs")
+    pair = ",".join(f"'{os.path.join(folder, f)}'" for f in (base, overlay))
+    return (f"{overlay} is an overlay on {base} (`@{missing}` is defined there): list {base} first, "
+            f'--config_file "[{pair}]"')
+
+
 def _report(etype, value, tb, previous) -> None:
     if os.environ.get("MONAI_GALR_TRACEBACK", "").lower() == "full" or not isinstance(value, BaseException):
         previous(etype, value, tb)
     else:
         root, components = root_error(value)
+        missing = _MISSING_REFERENCE.match(str(root)) if isinstance(root, ValueError) else None
+        if missing and _OVERLAY:
+            print(f"\nERROR: {overlay_fix(missing.group(1), **_OVERLAY)}", file=sys.stderr)
+            sys.stderr.flush()
+            return
         hidden = len(_chain(value)) - len(_chain(root))
         traceback.print_exception(type(root), root, root.__traceback__, chain=False, file=sys.stderr)
         where = f" while building {components[-1]}" if components else ""
@@ -281,7 +335,7 @@ def _report(etype, value, tb, previous) -> None:
     sys.stderr.flush()
 
 
-def install_error_report() -> bool:
+def install_error_report(overlay: str | None = None, base: str | None = None) -> bool:
     """Make an uncaught error end the output with one line naming the real error (call once, first in ``initialize``).
 
     Replaces ``sys.excepthook`` (once per process): the traceback of the first error of the chain that is not a
@@ -289,9 +343,28 @@ def install_error_report() -> bool:
     restores Python's full report.  MONAI's ``StatsHandler`` loggers stop printing an engine error's traceback (the
     report prints it once).  :class:`BundleError` needs none of this (Python prints its message alone).
 
+    Args:
+        overlay: the file name of the overlay config calling this (e.g. ``"inference.yaml"``), with ``base``.
+        base: the file name of the config the overlay is listed after (e.g. ``"train.yaml"``).  With both, an entry
+            of ``base`` that is missing (the overlay run alone) ends the output with :func:`overlay_fix` (the
+            ``--config_file`` list that fixes it), without a traceback.
+
+    Example (first item of an overlay's ``initialize``)::
+
+        - "$monai_galr.bundle_checks.install_error_report(overlay='inference.yaml', base='train.yaml')"
+
     Returns:
         True.
+
+    Raises:
+        ValueError: only one of ``overlay`` and ``base``.
     """
+    if (overlay is None) != (base is None):
+        raise ValueError(f"install_error_report: give overlay and base together, got overlay={overlay!r}, "
+                         f"base={base!r}.")
+    _OVERLAY.clear()
+    if overlay is not None:
+        _OVERLAY.update(overlay=overlay, base=base)
     if not getattr(sys.excepthook, "_monai_galr_report", False):
         previous = sys.excepthook
 

@@ -5,7 +5,8 @@
 latent (``z_v`` / ``z_i``), so this traces the methods of ``GroupActionAutoEncoder`` one by one with
 ``torch.jit.trace_module`` (scripting fails on this network; the bundles trace too), checks every traced method
 against the eager one on a second input and rotation, and writes the file atomically with ``metadata.json``, the
-bundle's ``inference.json`` and ``galr_deploy.json`` (the methods and shapes) embedded.  The graph is fixed to the
+bundle's ``inference.json`` (its ``train.yaml`` + ``inference.yaml`` merged, as MONAI reads the pair) and
+``galr_deploy.json`` (the methods and shapes) embedded.  The graph is fixed to the
 bundle's input size (``network_data_format`` of ``metadata.json``) and to a batch of one.
 
 Command line (from the repository root)::
@@ -86,7 +87,7 @@ def export_deploy_module(
     bundle_dir: str | os.PathLike,
     filepath: str | os.PathLike,
     ckpt_file: str | os.PathLike | None = None,
-    config_file: str | os.PathLike | None = None,
+    config_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     input_shape: Sequence[int] | None = None,
     rtol: float = 1e-4,
     atol: float = 1e-5,
@@ -94,10 +95,13 @@ def export_deploy_module(
     """Trace the bundle's ``network_def`` methods with its weights and save them, atomically, to ``filepath``.
 
     Args:
-        bundle_dir: the bundle folder (``configs/metadata.json``, ``configs/inference.yaml``, ``models/model.pt``).
+        bundle_dir: the bundle folder (``configs/metadata.json``, ``configs/train.yaml``, ``configs/inference.yaml``,
+            ``models/model.pt``).
         filepath: the TorchScript file to write (its folder is created; written to ``<filepath>.part``, then moved).
         ckpt_file: weights (default ``<bundle_dir>/models/model.pt``), loaded strictly and weights only.
-        config_file: the config that defines ``network_def`` (default ``<bundle_dir>/configs/inference.yaml``).
+        config_file: the config, or the list of configs read in order, that defines ``network_def`` (default
+            :func:`monai_galr.bundle.inference_configs`: ``<bundle_dir>/configs/train.yaml``, then its overlay
+            ``inference.yaml``); embedded merged as ``inference.json``, so the file is self-contained.
         input_shape: spatial shape to trace with (default: the metadata's ``network_data_format`` input shape).
         rtol / atol: tolerance of the traced-versus-eager check.
 
@@ -109,17 +113,20 @@ def export_deploy_module(
         ValueError: the weights do not match the network (from ``load_network_weights``).
         RuntimeError: a traced method does not reproduce the eager one.
     """
+    from monai_galr.bundle import inference_configs
     from monai_galr.handlers import load_network_weights
 
     bundle_dir = Path(bundle_dir)
     meta_file = bundle_dir / "configs" / "metadata.json"
-    config_file = Path(config_file) if config_file is not None else bundle_dir / "configs" / "inference.yaml"
+    if config_file is None:
+        config_file = inference_configs(bundle_dir)
+    configs = [Path(config_file)] if isinstance(config_file, (str, os.PathLike)) else [Path(c) for c in config_file]
     ckpt_file = Path(ckpt_file) if ckpt_file is not None else bundle_dir / "models" / "model.pt"
-    for what, path in (("metadata", meta_file), ("config_file", config_file), ("ckpt_file", ckpt_file)):
+    for what, path in (("metadata", meta_file), *(("config_file", c) for c in configs), ("ckpt_file", ckpt_file)):
         if not path.is_file():
             raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
     parser = ConfigParser()
-    parser.read_config(str(config_file))
+    parser.read_config([str(c) for c in configs])
     parser.read_meta(str(meta_file))
     parser["device"] = "$torch.device('cpu')"
     net = parser.get_parsed_content("network_def")
@@ -161,7 +168,7 @@ def export_deploy_module(
         "checkpoint": ckpt_file.name,
     }
     extra = {
-        "inference.json": json.dumps(ConfigParser.load_config_file(str(config_file))).encode(),
+        "inference.json": json.dumps(ConfigParser.load_config_files([str(c) for c in configs])).encode(),
         DEPLOY_FILE: json.dumps(info).encode(),
     }
     out = Path(filepath)
@@ -181,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/adrenal_ct_so3")
     p.add_argument("--out", required=True, help="TorchScript file to write")
     p.add_argument("--ckpt_file", default=None, help="weights (default <bundle>/models/model.pt)")
-    p.add_argument("--config_file", default=None, help="config defining network_def (default inference.yaml)")
+    p.add_argument("--config_file", nargs="+", default=None,
+                   help="config(s) defining network_def, read in order (default <bundle>/configs/train.yaml, then "
+                   "its overlay inference.yaml)")
     p.add_argument("--input_shape", type=int, nargs="+", default=None, help="spatial shape (default: metadata)")
     args = p.parse_args(argv)
     path = export_deploy_module(args.bundle, args.out, args.ckpt_file, args.config_file, args.input_shape)

@@ -3,8 +3,9 @@
 - :func:`rotation_from_params`: a MONAI Label request's parameters (``euler`` with ``convention``, ``axis_angle``,
   or ``axis`` with ``angle``, all in degrees) -> the ``(d, d)`` rotation, through
   :class:`monai_galr.transforms.GroupElement` (the bundles' convention);
-- :class:`BundleModel`: a bundle's own ``configs/inference.yaml`` (network definition, preprocessing, checkpoint
-  path, Euler convention) read with MONAI's ``ConfigParser``, with the checkpoint's weights loaded;
+- :class:`BundleModel`: a bundle's own ``configs/train.yaml`` + ``configs/inference.yaml`` (the overlay pair of the
+  bundle's inference: network definition, preprocessing, checkpoint path, Euler convention) read with MONAI's
+  ``ConfigParser``, with the checkpoint's weights loaded;
   ``rotate(image, rotation)`` returns ``decode(Phi_R(encode(x)))`` and the split-latent summary;
 - :func:`latent_summary`: the ``z_v`` / ``z_i`` summary of one latent (the same keys as deploy/galr_app's JSON).
 
@@ -18,7 +19,7 @@ import ast
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +155,11 @@ class BundleModel:
     """A monai-galr bundle's inference definition and weights, read from the bundle folder itself.
 
     Args:
-        bundle_dir: the bundle folder (``configs/inference.yaml``, ``configs/metadata.json``, ``models/``).
+        bundle_dir: the bundle folder (``configs/train.yaml``, ``configs/inference.yaml``, ``configs/metadata.json``,
+            ``models/``).
         checkpoint: the weights; default the config's ``ckpt_path`` (``models/model.pt`` of the bundle).
-        config_file: the inference config inside ``configs/``.
+        config_files: the configs inside ``configs/``, read in this order (default
+            :data:`monai_galr.bundle.INFERENCE_CONFIGS`: ``train.yaml``, then its overlay ``inference.yaml``).
 
     Attributes:
         name: the bundle folder's name (the MONAI Label model name).
@@ -175,20 +178,26 @@ class BundleModel:
     ENTRIES = ("network_def", "preprocessing", "spatial_dims", "spatial_size", "ckpt_path")
 
     def __init__(
-        self, bundle_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None, config_file: str = "inference.yaml"
+        self,
+        bundle_dir: str | os.PathLike,
+        checkpoint: str | os.PathLike | None = None,
+        config_files: Sequence[str] | None = None,
     ) -> None:
         from monai.bundle import ConfigParser
 
+        from monai_galr.bundle import INFERENCE_CONFIGS
         from monai_galr.handlers import load_network_weights
         from monai_galr.transforms import GroupElementd
 
         self.bundle_dir = Path(bundle_dir).resolve()
-        config = self.bundle_dir / "configs" / config_file
-        if not config.is_file():
-            raise FileNotFoundError(f"bundle_dir {str(bundle_dir)!r} has no configs/{config_file}.")
+        configs = [self.bundle_dir / "configs" / f for f in (config_files or INFERENCE_CONFIGS)]
+        absent = [f"configs/{c.name}" for c in configs if not c.is_file()]
+        if absent:
+            raise FileNotFoundError(f"bundle_dir {str(bundle_dir)!r} has no {' or '.join(absent)}.")
         self.name = self.bundle_dir.name
         parser = ConfigParser()
-        parser.read_config(str(config))
+        parser.read_config([str(c) for c in configs])
+        config = " + ".join(str(c) for c in configs)
         meta = self.bundle_dir / "configs" / "metadata.json"
         self.metadata = json.loads(meta.read_text()) if meta.is_file() else {}
         parser.read_meta(self.metadata)

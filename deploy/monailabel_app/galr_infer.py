@@ -57,7 +57,7 @@ class GalrRotationInfer(BasicInferTask):
     """Serve one bundle: the request's rotation applied in latent space (``BasicInferTask`` subclass).
 
     Args:
-        bundle: the bundle (its ``configs/inference.yaml`` and checkpoint, read in place).
+        bundle: the bundle (its ``configs/train.yaml`` + ``configs/inference.yaml`` and checkpoint, read in place).
         description: shown by ``/info/`` (default: the bundle's ``metadata.json`` name and version).
 
     The preprocessing is the bundle's own ``preprocessing`` (its rotation entry replaced by the request's), the

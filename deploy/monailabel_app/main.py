@@ -4,7 +4,8 @@
         --host 127.0.0.1 --port 8000
 
 One infer task per bundle (``GalrRotationInfer``, named after the bundle folder: ``brain_mri_so3``,
-``adrenal_ct_so3``), reading the bundle's own ``configs/inference.yaml`` and ``models/model.pt`` in place.
+``adrenal_ct_so3``), reading the bundle's own ``configs/train.yaml`` + ``configs/inference.yaml`` (the overlay pair
+of its inference) and ``models/model.pt`` in place.
 App options (``--conf KEY VALUE``):
 
 - ``bundles``: comma-separated bundle folders (default: ``brain_mri_so3`` and ``adrenal_ct_so3`` under the
@@ -27,6 +28,8 @@ from galr_infer import GalrRotationInfer
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 
+from monai_galr.bundle import INFERENCE_CONFIGS
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUNDLES = ("brain_mri_so3", "adrenal_ct_so3")
@@ -36,7 +39,8 @@ def bundle_dirs(conf: dict[str, str], app_dir: str | os.PathLike) -> list[Path]:
     """The bundle folders from ``conf["bundles"]`` (comma-separated) or the repository's 3D bundles.
 
     Raises:
-        ValueError: an empty list, or a folder without ``configs/inference.yaml`` (named in the message).
+        ValueError: an empty list, or a folder without ``configs/train.yaml`` and ``configs/inference.yaml`` (named in
+            the message with the file it lacks).
     """
     value = conf.get("bundles")
     if value:
@@ -46,9 +50,15 @@ def bundle_dirs(conf: dict[str, str], app_dir: str | os.PathLike) -> list[Path]:
         dirs = [root / name for name in DEFAULT_BUNDLES]
     if not dirs:
         raise ValueError(f"conf 'bundles' lists no bundle folder, got {value!r}.")
-    bad = [str(d) for d in dirs if not (d / "configs" / "inference.yaml").is_file()]
-    if bad:
-        raise ValueError(f"conf 'bundles': no configs/inference.yaml in {bad} (give bundle folders, comma-separated).")
+    lacking = {}
+    for d in dirs:
+        absent = [f"configs/{f}" for f in INFERENCE_CONFIGS if not (d / "configs" / f).is_file()]
+        if absent:
+            lacking[str(d)] = absent
+    if lacking:
+        needed = " and ".join(f"configs/{f}" for f in INFERENCE_CONFIGS)
+        raise ValueError(f"conf 'bundles': bundle folders need {needed}; missing: {lacking} (give bundle folders, "
+                         f"comma-separated).")
     return dirs
 
 

@@ -9,6 +9,7 @@ evaluation protocol, the logging handlers, checkpointing and resume, the test ev
 from __future__ import annotations
 
 from monai_galr.bundle.factories import (
+    INFERENCE_CONFIGS,
     Checkpointing,
     additional_metrics,
     check_setup,
@@ -16,6 +17,7 @@ from monai_galr.bundle.factories import (
     export_rotated,
     flat_compose,
     handler_list,
+    inference_configs,
     init_distributed,
     is_rank0,
     key_metric,
@@ -33,6 +35,7 @@ from monai_galr.bundle.factories import (
 from monai_galr.bundle.studies import Studies
 
 __all__ = [
+    "INFERENCE_CONFIGS",
     "Studies",
     "Checkpointing",
     "additional_metrics",
@@ -41,6 +44,7 @@ __all__ = [
     "export_rotated",
     "flat_compose",
     "handler_list",
+    "inference_configs",
     "init_distributed",
     "is_rank0",
     "key_metric",

@@ -47,6 +47,7 @@ from monai_galr.handlers import (
 )
 
 __all__ = [
+    "INFERENCE_CONFIGS",
     "LOSS_TERMS",
     "Checkpointing",
     "additional_metrics",
@@ -54,6 +55,7 @@ __all__ = [
     "evaluator",
     "flat_compose",
     "export_rotated",
+    "inference_configs",
     "is_rank0",
     "mlflow_handler",
     "nan_guard",
@@ -391,15 +393,32 @@ def mlflow_handler(role: str, tracking_uri: str, experiment_name: str, run_name:
     raise ValueError(f"role must be 'trainer', 'validator' or 'evaluator', got {role!r}.")
 
 
-# ---- export (inference.yaml) ---------------------------------------------------------------------------------------
+# ---- inference and export (inference.yaml, an overlay on train.yaml) ---------------------------------------------
+#: the config files of a bundle's inference, export and MONAI Label model, in the order they are read: inference.yaml
+#: is an overlay on train.yaml, which defines the network, paths, data and device once
+INFERENCE_CONFIGS = ("train.yaml", "inference.yaml")
+
+
+def inference_configs(bundle_dir: str | os.PathLike) -> list[str]:
+    """The ``--config_file`` list of a bundle's inference: ``<bundle_dir>/configs/`` + :data:`INFERENCE_CONFIGS`.
+
+    Example (the ``exporting_rotated`` runner embeds the merged pair)::
+
+        config_file: "$monai_galr.bundle.inference_configs(@bundle_root)"
+    """
+    return [os.path.join(os.fspath(bundle_dir), "configs", name) for name in INFERENCE_CONFIGS]
+
+
 def export_rotated(network, rotated_network, ckpt_path: str, filepath: str, input_shape: Sequence[int], device,
-                   meta: Mapping[str, Any] | None = None, config_file: str | None = None) -> str:
+                   meta: Mapping[str, Any] | None = None, config_file: str | Sequence[str] | None = None) -> str:
     """Trace ``rotated_network`` (one fixed rotation baked in) with the weights of ``ckpt_path`` and save it.
 
     ``monai.bundle ckpt_export`` cannot export the wrapper (it would load the checkpoint into it, whose keys carry
     a ``network.`` prefix), so the weights go into ``network``, the wrapper is traced (the network is not
     scriptable), checked against the eager module, and written atomically (``<filepath>.part``, then renamed)
-    with ``meta`` (metadata.json) and ``config_file`` embedded, like ``ckpt_export``.
+    with ``meta`` (metadata.json) and the config embedded as ``inference.json``: ``config_file`` is one file or the
+    ``--config_file`` list (``[train.yaml, inference.yaml]``), merged as MONAI reads it, so the artefact holds the
+    whole configuration that built it.
     """
     from monai.bundle import ConfigParser
     from monai.data.torchscript_utils import save_net_with_metadata
@@ -409,7 +428,7 @@ def export_rotated(network, rotated_network, ckpt_path: str, filepath: str, inpu
     load_network_weights(network, ckpt_path, map_location=device)
     traced = convert_to_torchscript(rotated_network, use_trace=True, inputs=[torch.rand(list(input_shape),
                                     device=device)], verify=True, device=device)
-    extra = {"inference.json": json.dumps(ConfigParser.load_config_file(config_file)).encode()} if config_file else {}
+    extra = {"inference.json": json.dumps(ConfigParser.load_config_files(config_file)).encode()} if config_file else {}
     save_net_with_metadata(traced, filepath + ".part", include_config_vals=False, meta_values=dict(meta or {}),
                            more_extra_files=extra)
     os.replace(filepath + ".part", filepath)

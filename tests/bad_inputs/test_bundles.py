@@ -134,7 +134,7 @@ def test_config_check_of_ckpt_dir(tmp_path):
 
 def test_config_check_of_inference_input_files(tmp_path):
     parser = ConfigParser()
-    parser.read_config(str(_configs("brain_mri_so3") / "inference.yaml"))
+    parser.read_config([str(_configs("brain_mri_so3") / f) for f in ("train.yaml", "inference.yaml")])
     missing = str(tmp_path / "OASIS_OAS1_0001_MR1" / "aligned_norm.nii.gz")
     parser.update({"input_files": [missing],
                    "items": "$monai_galr.data.check_image_files(@input_files, spatial_dims=@spatial_dims)"})

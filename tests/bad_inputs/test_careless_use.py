@@ -7,7 +7,9 @@
   removed at the start;
 - bad files at every entry point (training discovery, evaluation datalists, inference inputs, the Deploy app) are
   reported by name: NaN voxels, truncated files, wrong dimensionality;
-- a run stopped by a NaN loss, or by a full disk, exits with status 1 and says why (a NaN input is a data problem).
+- a run stopped by a NaN loss, or by a full disk, exits with status 1 and says why (a NaN input is a data problem);
+- an overlay config run alone (``inference.yaml`` without ``train.yaml`` first) ends with the two-file
+  ``--config_file`` list that fixes it.
 
 ``test_last_line`` runs the real command lines (``python -m monai.bundle run ...``) in subprocesses and checks the
 exit status and the last line of the output; the other tests call the same code in-process.
@@ -27,7 +29,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, run
 
-from monai_galr.bundle_checks import BundleError, check_entries, root_error
+from monai_galr.bundle_checks import BundleError, check_entries, install_error_report, overlay_fix, root_error
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -318,6 +320,43 @@ def test_error_report_skips_monai_wrappers():
     assert components == ["monai.data.CacheDataset"]
 
 
+def test_overlay_run_alone_names_the_config_list(capsys):
+    """inference.yaml is an overlay on train.yaml: alone, MONAI's missing reference becomes the fix, in one line."""
+    path = "bundles/brain_mri_so3/configs/inference.yaml"
+    folder = "bundles/brain_mri_so3/configs"
+    fix = f"--config_file \"['{folder}/train.yaml','{folder}/inference.yaml']\""
+    for argv in (["run", "inferring", "--config_file", path], ["run", "inferring", f"--config_file={path}"]):
+        text = overlay_fix("spatial_size", "inference.yaml", "train.yaml", argv)
+        assert text.startswith("inference.yaml is an overlay on train.yaml (`@spatial_size` is defined there)")
+        assert text.endswith(fix), text
+    # without the overlay's path on the command line (in-process), the folder is named generically
+    assert overlay_fix("x", "inference.yaml", "train.yaml", []).endswith(
+        "--config_file \"['<bundle>/configs/train.yaml','<bundle>/configs/inference.yaml']\"")
+    with pytest.raises(ValueError, match="give overlay and base together"):
+        install_error_report(overlay="inference.yaml")
+    previous = sys.excepthook
+    try:
+        install_error_report(overlay="inference.yaml", base="train.yaml")
+        try:
+            raise RuntimeError("Failed to evaluate ConfigExpression") from ValueError(
+                "the referring item `@num_threads` is not defined in the config content.")
+        except RuntimeError as err:
+            sys.excepthook(type(err), err, err.__traceback__)
+        err_text = capsys.readouterr().err
+        assert _last_line(err_text).startswith("ERROR: inference.yaml is an overlay on train.yaml (`@num_threads`")
+        assert "Traceback" not in err_text
+        install_error_report()  # a config that is no overlay: the same error is reported as it is
+        try:
+            raise ValueError("the referring item `@num_threads` is not defined in the config content.")
+        except ValueError as err:
+            sys.excepthook(type(err), err, err.__traceback__)
+        assert _last_line(capsys.readouterr().err) == (
+            "ERROR: ValueError: the referring item `@num_threads` is not defined in the config content.")
+    finally:
+        install_error_report()
+        sys.excepthook = previous
+
+
 # ---- the real command lines: exit status and last line --------------------------------------------------------------
 _DISK_FULL = """
 import errno, sys, torch
@@ -338,8 +377,9 @@ def _case(name: str, tmp: Path) -> tuple[list[str], list[str]]:
     bundle = lambda b: ROOT / "bundles" / b / "configs"  # noqa: E731
     mnist = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
              str(bundle("rotated_mnist_so2") / "train.yaml"), "--bundle_root", str(tmp)]
-    brain_inf = [sys.executable, "-m", "monai.bundle", "run", "inferring", "--config_file",
-                 str(bundle("brain_mri_so3") / "inference.yaml"), "--output_dir", str(tmp / "out")]
+    brain_pair = f"['{bundle('brain_mri_so3') / 'train.yaml'}','{bundle('brain_mri_so3') / 'inference.yaml'}']"
+    brain_inf = [sys.executable, "-m", "monai.bundle", "run", "inferring", "--config_file", brain_pair,
+                 "--output_dir", str(tmp / "out")]
     if name == "val_interval_0":
         return mnist + _tiny(val_interval=0), ["config entry 'val_interval'", "expected an integer >= 1, got 0"]
     if name == "learning_rate_negative":
@@ -358,6 +398,9 @@ def _case(name: str, tmp: Path) -> tuple[list[str], list[str]]:
     if name == "inference_partial_nan":
         path = _volume(tmp / "partial_nan.nii.gz", nan=4)
         return brain_inf + ["--input_files", f"['{path}']"], [f"{path}: 4 non-finite (NaN/inf) voxel(s)"]
+    if name == "inference_without_train":  # the old single-file command: inference.yaml is an overlay now
+        return brain_inf[:6] + [str(bundle("brain_mri_so3") / "inference.yaml")] + brain_inf[7:], [
+            "inference.yaml is an overlay on train.yaml", f'--config_file "{brain_pair}"']
     if name == "inference_truncated":
         path = _volume(tmp / "truncated.nii.gz", truncate=True)
         return brain_inf + ["--input_files", f"['{path}']"], [f"{path}: cannot be read by nibabel"]
@@ -370,7 +413,8 @@ def _case(name: str, tmp: Path) -> tuple[list[str], list[str]]:
 
 
 CASES = ["val_interval_0", "learning_rate_negative", "nan_input_training", "resume_from_best_weights",
-         "fresh_run_over_shipped_weights", "inference_partial_nan", "inference_truncated", "disk_full"]
+         "fresh_run_over_shipped_weights", "inference_partial_nan", "inference_without_train", "inference_truncated",
+         "disk_full"]
 
 
 @pytest.mark.slow

@@ -5,19 +5,21 @@ For each bundle (``bundles/<name>``) with its shipped ``models/model.pt`` (read 
 
 - ``verify_metadata`` against the schema copy in ``tests/resources`` (the URL in ``metadata.json`` is never
   downloaded), and the ``required_packages_version`` pins cross-checked against the installed packages;
-- ``verify_net_in_out`` on ``configs/inference.yaml`` (``network_def``);
+- ``verify_net_in_out`` on the inference pair ``configs/train.yaml`` + ``configs/inference.yaml`` (``network_def``;
+  ``inference.yaml`` is an overlay on ``train.yaml``);
 - ``ckpt_export`` to TorchScript (traced: ``torch.jit.script`` fails on this network, see the bundle docs and the
-  ``export`` entry of ``metadata.json``, whose documented command is run as it stands) with
-  ``metadata.json`` and ``inference.yaml`` embedded; the loaded file reproduces the eager network, keeps the output
+  ``export`` entry of ``metadata.json``, whose documented command is run as it stands) with ``metadata.json`` and
+  the pair (``train.json``, ``inference.json``) embedded; the loaded file reproduces the eager network, keeps the output
   activation (the adrenal bundle's straight-through clamp) and a free batch size;
-- the ``exporting_rotated`` runner of ``inference.yaml``: a ``RotatedReconstruction`` with a baked rotation;
+- the ``exporting_rotated`` runner of ``inference.yaml``: a ``RotatedReconstruction`` with a baked rotation, the
+  merged pair embedded as ``inference.json``;
 - ONNX: ``monai.bundle onnx_export`` of ``network_def`` (the identity reconstruction) with a dynamic batch, checked
   with ``onnx.checker`` and onnxruntime against the eager network, with the TorchScript-based exporter
   (``dynamo=False``) and the dynamo exporter; and ``torch.onnx.export`` of the rotated wrapper (latent rotation by
   ``affine_grid`` / ``grid_sample``).
 
 Traced graphs are fixed to the bundle's input size (``network_data_format`` of ``metadata.json``, the
-``spatial_size`` of ``inference.yaml``); the batch size stays free (checked with a batch of 2, traced with 1).
+``spatial_size`` of ``train.yaml``); the batch size stays free (checked with a batch of 2, traced with 1).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from monai.bundle import ConfigParser, ckpt_export, onnx_export, run, verify_metadata, verify_net_in_out
 
 import monai_galr
+from monai_galr.bundle import inference_configs
 from monai_galr.handlers import load_network_weights
 from monai_galr.networks import RotatedReconstruction
 
@@ -55,8 +58,9 @@ class Bundle:
         return REPO / "bundles" / self.name
 
     @property
-    def inference(self) -> str:
-        return str(self.root / "configs" / "inference.yaml")
+    def configs(self) -> list[str]:
+        """The inference pair: ``train.yaml``, then its overlay ``inference.yaml``."""
+        return inference_configs(self.root)
 
     @property
     def meta(self) -> str:
@@ -110,14 +114,14 @@ def bundle(request) -> Bundle:
 
 def _parser(bundle: Bundle, **override) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config(bundle.inference)
+    parser.read_config(bundle.configs)
     parser.read_meta(bundle.meta)
     parser.update({"device": "$torch.device('cpu')", **override})
     return parser
 
 
 def _eager(bundle: Bundle, rotated: bool = False) -> torch.nn.Module:
-    """The network of inference.yaml with the shipped weights (strictly loaded), in eval mode."""
+    """The network of the inference pair with the shipped weights (strictly loaded), in eval mode."""
     parser = _parser(bundle, **bundle.rotation)
     net = parser.get_parsed_content("network_def")
     load_network_weights(net, str(bundle.weights), map_location="cpu")
@@ -139,7 +143,7 @@ def _inputs(bundle: Bundle, batch: int = 2) -> torch.Tensor:
 
 
 def _load(path: Path) -> tuple[torch.jit.ScriptModule, dict]:
-    extra = {"metadata.json": "", "inference.json": ""}
+    extra = {"metadata.json": "", "train.json": "", "inference.json": ""}
     module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     return module.eval(), extra
 
@@ -207,7 +211,7 @@ def test_metadata_pins_agree_across_bundles():
 def test_metadata_shape_matches_inference_config(bundle):
     parser = _parser(bundle)
     fmt = bundle.metadata()["network_data_format"]
-    assert list(bundle.shape()) == list(parser.get_parsed_content("spatial_size")), bundle.inference
+    assert list(bundle.shape()) == list(parser.get_parsed_content("spatial_size")), bundle.configs
     assert list(fmt["outputs"]["pred"]["spatial_shape"]) == list(bundle.shape()), bundle.meta
     assert parser.get_parsed_content("output_activation", default="sigmoid") == bundle.output_op
 
@@ -220,7 +224,7 @@ def _output_shape(bundle: Bundle) -> tuple[int, ...]:
 
 def test_verify_net_in_out(bundle):
     """MONAI's check, then the output shape it names: ``verify_net_in_out`` compares only the channel count."""
-    verify_net_in_out(net_id="network_def", meta_file=bundle.meta, config_file=bundle.inference, device="cpu")
+    verify_net_in_out(net_id="network_def", meta_file=bundle.meta, config_file=bundle.configs, device="cpu")
     net = _parser(bundle).get_parsed_content("network_def").eval()
     x = torch.rand(2, 1, *bundle.shape())
     with torch.no_grad():
@@ -237,10 +241,11 @@ def test_ckpt_export_traced_reproduces_eager(bundle, tmp_path):
     bundle = _shipped(bundle)
     out = tmp_path / "model.ts"
     ckpt_export(net_id="network_def", filepath=str(out), ckpt_file=str(bundle.weights), meta_file=bundle.meta,
-                config_file=bundle.inference, use_trace=True, input_shape=[1, 1, *bundle.shape()], device="cpu")
+                config_file=bundle.configs, use_trace=True, input_shape=[1, 1, *bundle.shape()], device="cpu")
     module, extra = _load(out)
     assert json.loads(extra["metadata.json"])["version"] == bundle.metadata()["version"]
-    assert json.loads(extra["inference.json"]) == ConfigParser.load_config_file(bundle.inference)
+    for config in bundle.configs:  # ckpt_export embeds each file of the list as <name>.json
+        assert json.loads(extra[Path(config).stem + ".json"]) == ConfigParser.load_config_file(config)
     assert TS_OPS[bundle.output_op] in _graph_ops(module), f"{bundle.output_op} output activation lost in export"
     x = _inputs(bundle)
     with torch.no_grad():
@@ -300,7 +305,7 @@ def test_script_fails_as_documented(bundle):
 def test_rotated_export_reproduces_eager(bundle, tmp_path):
     bundle = _shipped(bundle)
     shutil.copy(bundle.weights, tmp_path / "model.pt")
-    run(run_id="exporting_rotated", config_file=bundle.inference, meta_file=bundle.meta, logging_file=False,
+    run(run_id="exporting_rotated", config_file=bundle.configs, meta_file=bundle.meta, logging_file=False,
         bundle_root=str(bundle.root), ckpt_dir=str(tmp_path), device="$torch.device('cpu')", num_threads=1,
         **bundle.rotation)
     out = tmp_path / bundle.rotated_file
@@ -308,7 +313,9 @@ def test_rotated_export_reproduces_eager(bundle, tmp_path):
     assert not list(tmp_path.glob("*.part")), "a temporary export file was left behind"
     module, extra = _load(out)
     assert json.loads(extra["metadata.json"])["name"] == bundle.metadata()["name"]
-    assert json.loads(extra["inference.json"]) == ConfigParser.load_config_file(bundle.inference)
+    # the merged pair: the exported file holds the whole configuration that built it
+    assert json.loads(extra["inference.json"]) == ConfigParser.load_config_files(bundle.configs)
+    assert "network_def" in json.loads(extra["inference.json"])
     assert TS_OPS[bundle.output_op] in _graph_ops(module)
     x = _inputs(bundle)
     with torch.no_grad():
@@ -320,7 +327,7 @@ def test_rotated_export_reproduces_eager(bundle, tmp_path):
 
 def test_rotated_export_without_checkpoint_names_it(bundle, tmp_path):
     with pytest.raises(Exception) as info:  # noqa: PT011 - MONAI wraps the error of the expression
-        run(run_id="exporting_rotated", config_file=bundle.inference, meta_file=bundle.meta, logging_file=False,
+        run(run_id="exporting_rotated", config_file=bundle.configs, meta_file=bundle.meta, logging_file=False,
             bundle_root=str(tmp_path), device="$torch.device('cpu')", num_threads=1)
     assert str(tmp_path / "models" / "model.pt") in _chain(info.value)
     assert not list(tmp_path.rglob("*.ts*")), "an export file was written without weights"
@@ -361,7 +368,7 @@ def test_onnx_export_identity_reproduces_eager(bundle, dynamo, tmp_path):
     bundle = _shipped(bundle)
     out = tmp_path / "model.onnx"
     onnx_export(net_id="network_def", filepath=str(out), ckpt_file=str(bundle.weights), meta_file=bundle.meta,
-                config_file=bundle.inference, use_trace=True, input_shape=[1, 1, *bundle.shape()], device="cpu",
+                config_file=bundle.configs, use_trace=True, input_shape=[1, 1, *bundle.shape()], device="cpu",
                 converter_kwargs={"input_names": ["image"], "output_names": ["pred"], "dynamic_axes": DYNAMIC,
                                   "dynamo": dynamo})
     x = _inputs(bundle)

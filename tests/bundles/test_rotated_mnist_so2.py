@@ -2,6 +2,11 @@
 
 Every run writes under ``tmp_path`` (``bundle_root`` holds models/, logs/ and eval/); configs are read from the
 repository's ``bundles/`` folder.
+
+The end-to-end model (``trained``: 6 epochs on 64 digits at the config's learning rate, seeded) must beat, on the
+evaluated test items themselves, every prediction that needs no model (all zeros, 0.5, each target's mean, the
+unrotated input; the ``baselines`` fixture of ``tests/bundles/conftest.py``) by ``MARGIN_DB``, and the report's PSNR
+must be the PSNR of the predictions the evaluator made: a broken network, loss or metric fails.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ META = str(CONFIGS / "metadata.json")
 SCHEMA = Path(__file__).resolve().parents[1] / "resources" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "e66d79e8da7e7a5a2f1ffbc3acd7ca10"  # MONAI-extra-test-data 0.8.1 meta_schema_20240725.json
 TINY = {"max_train": 32, "max_val": 16, "max_test": 16, "num_threads": 1, "batch_size": 16}
+# the end-to-end model: 4 iterations x 6 epochs (~5 s more than one epoch on 32 digits), 16-17 dB on the 16 test
+# items, where the best trivial prediction (each target's mean) scores 11.6 dB and the untrained network about 6 dB
+E2E = {"max_train": 64, "max_epochs": 6, "val_interval": 3}
+MARGIN_DB = 2.0
+FLOOR_DB = 13.0
 
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
 
@@ -35,7 +45,7 @@ def _run(run_id: str, config_file, bundle_root: Path, **override) -> None:
 
 
 def _train(bundle_root: Path, config_file=TRAIN, **override) -> None:
-    _run("training", config_file, bundle_root, max_epochs=1, val_interval=1, **override)
+    _run("training", config_file, bundle_root, **{"max_epochs": 1, "val_interval": 1, **override})
 
 
 def _chain(err: BaseException) -> str:
@@ -57,7 +67,7 @@ def _failure(run_id: str, config_file, bundle_root: Path, **override) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bundle")
-    _train(root)
+    _train(root, **E2E)
     return root
 
 
@@ -77,13 +87,26 @@ def test_training_writes_model_and_tensorboard_events(trained):
     assert {"loss", "loss_r", "loss_i", "loss_v", "mask_fraction", "val_psnr", "val_psnr_identity"} <= tags
 
 
-def _check_metrics(path: Path, angles: str) -> dict:
+def _check_metrics(path: Path, angles: str, seen: dict, baselines) -> dict:
+    """The report at ``path`` against the batches the evaluator saw (``baselines.record``)."""
+    import torch
+
     data = json.loads(path.read_text())
     m = data["metrics"]
     for key in ("psnr", "ssim", "rmse"):
         for suffix in ("", "_identity"):
             assert math.isfinite(m[f"test_{key}{suffix}"]), key
-    assert 0 < m["test_psnr"] < 100 and 0 < m["test_psnr_identity"] < 100
+    image, label, pred, identity = (torch.cat(seen[k]) for k in ("image", "label", "pred", "pred_identity"))
+    assert image.shape[0] == TINY["max_test"]
+    # the report measured the predictions the evaluator wrote (no other items, no other metric)
+    psnr = baselines.psnr_per_image
+    assert float(psnr(pred, label).mean()) == pytest.approx(m["test_psnr"], abs=1e-3)
+    assert float(psnr(identity, image).mean()) == pytest.approx(m["test_psnr_identity"], abs=1e-3)
+    # ... and they beat every prediction that needs no model, on the same items ('input' is the identity's own
+    # target; with c4 angles an item rotated by 0 degrees makes the unrotated input exact)
+    skip = ("input",) if angles == "c4" else ()
+    baselines.check_bounds(m["test_psnr"], image, label, MARGIN_DB, FLOOR_DB, skip=skip)
+    baselines.check_bounds(m["test_psnr_identity"], image, image, MARGIN_DB, FLOOR_DB, skip=("input",))
     assert -1 <= m["test_ssim"] <= 1 and 0 <= m["test_rmse"] <= 1
     assert math.isfinite(data["psnr_ratio"]) and data["psnr_ratio"] > 0
     assert 0 <= data["mask_fraction"] <= 1 and data["partition"] == "learned"
@@ -92,19 +115,37 @@ def _check_metrics(path: Path, angles: str) -> dict:
     return data
 
 
-def test_evaluating_writes_metrics(trained):
+def test_evaluating_writes_metrics(trained, baselines, monkeypatch):
+    seen = baselines.record(monkeypatch)
     _run("evaluating", [TRAIN, EVALUATE], trained)
-    _check_metrics(trained / "eval" / "metrics_uniform.json", "uniform")
+    _check_metrics(trained / "eval" / "metrics_uniform.json", "uniform", seen, baselines)
 
 
-def test_evaluating_c4_angles(trained):
+def test_evaluating_c4_angles(trained, baselines, monkeypatch):
+    seen = baselines.record(monkeypatch)
     _run("evaluating", [TRAIN, EVALUATE], trained, eval_angles="c4")
-    c4 = _check_metrics(trained / "eval" / "metrics_c4.json", "c4")
-    assert c4["metrics"]["test_psnr_identity"] > 0
+    _check_metrics(trained / "eval" / "metrics_c4.json", "c4", seen, baselines)
+
+
+def test_evaluation_bounds_reject_a_zero_output(trained, tmp_path, baselines, monkeypatch):
+    """The same pipeline scores a network whose output is all zeros at its analytic value, and the bounds fail it."""
+    import torch
+
+    seen = baselines.record(monkeypatch, replace=lambda image, target, pred: pred * 0)
+    _run("evaluating", [TRAIN, EVALUATE], trained, output_dir=str(tmp_path))
+    report = json.loads((tmp_path / "metrics_uniform.json").read_text())["metrics"]
+    image, label = torch.cat(seen["image"]), torch.cat(seen["label"])
+    zeros = -10.0 * torch.log10((label.double() ** 2).flatten(1).mean(1)).mean()  # PSNR of 0 against each target
+    assert report["test_psnr"] == pytest.approx(float(zeros), abs=1e-3)
+    assert report["test_psnr"] == pytest.approx(baselines.trivial_psnr(image, label)["zeros"], abs=1e-3)
+    with pytest.raises(AssertionError, match="floor"):
+        _check_metrics(tmp_path / "metrics_uniform.json", "uniform", seen, baselines)
+    with pytest.raises(AssertionError, match="does not beat the trivial 'zeros'"):
+        baselines.check_bounds(report["test_psnr"], image, label, MARGIN_DB, floor_db=-math.inf)
 
 
 def test_inferring_writes_pngs(trained):
-    _run("inferring", INFERENCE, trained, num_images=2)
+    _run("inferring", [TRAIN, INFERENCE], trained, num_images=2)
     from PIL import Image
 
     folder = trained / "eval" / "inference"
@@ -196,7 +237,7 @@ def test_network_matches_metadata_shapes():
         ([TRAIN], {}, "model.pt"),  # 0.3.0: the harmonic network
         ([TRAIN], {"action": "grid", "latent_channels": 32}, "grid/model.pt"),  # 0.2.0 grid weights, as the docs say
         ([TRAIN, BLOCKED], {}, "blocked/model.pt"),  # blocked.yaml pins the grid network and its weights
-        ([INFERENCE], {}, "model.pt"),  # inference.yaml declares the same network as train.yaml
+        ([TRAIN, INFERENCE], {}, "model.pt"),  # the inference pair: inference.yaml is an overlay on train.yaml
     ],
     ids=["default", "grid", "blocked", "inference"],
 )

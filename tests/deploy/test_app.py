@@ -20,6 +20,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from monai_galr.bundle import inference_configs
 from monai_galr.data import save_synthetic_adrenal_nifti
 from monai_galr.handlers import load_network_weights
 from monai_galr.networks import RotatedReconstruction
@@ -63,7 +64,7 @@ def volume(tmp_path_factory) -> Path:
 
 def _eager() -> torch.nn.Module:
     parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.yaml"))
+    parser.read_config(inference_configs(BUNDLE))  # train.yaml, then its overlay inference.yaml
     parser["device"] = "$torch.device('cpu')"
     net = parser.get_parsed_content("network_def")
     load_network_weights(net, str(BUNDLE / "models" / "model.pt"), map_location="cpu")
@@ -78,6 +79,8 @@ def test_export_embeds_methods_and_metadata(model_file):
     assert info["spatial_shape"] == [64, 64, 64] and info["latent_shape"] == [32, 10, 169]  # harmonic: channels, shells, (lmax+1)^2
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     assert json.loads(extra["metadata.json"])["name"] == meta["name"]
+    # the bundle's inference pair, merged: the exported file is self-contained
+    assert json.loads(extra["inference.json"]) == ConfigParser.load_config_files(inference_configs(BUNDLE))
     assert not list(model_file.parent.glob("*.part"))
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from monai_galr.bundle import inference_configs
 from monai_galr.handlers import load_network_weights
 from monai_galr.transforms import GroupElement
 
@@ -103,7 +104,7 @@ def test_bundle_model_reads_the_bundle_in_place():
     assert not any(type(t).__name__ == "GroupElementd" for t in bundle.preprocessing)
     # the same network and weights as the bundle's own config, run by hand
     parser = ConfigParser()
-    parser.read_config(str(ADRENAL / "configs" / "inference.yaml"))
+    parser.read_config(inference_configs(ADRENAL))
     parser["bundle_root"] = str(ADRENAL)
     net = parser.get_parsed_content("network_def").eval()
     load_network_weights(net, str(ADRENAL / "models" / "model.pt"))
@@ -126,8 +127,13 @@ def test_bundle_model_reads_the_bundle_in_place():
 
 
 def test_bundle_model_errors_name_the_folder_and_the_weights(tmp_path):
-    with pytest.raises(FileNotFoundError, match="has no configs/inference.yaml"):
+    with pytest.raises(FileNotFoundError, match="has no configs/train.yaml or configs/inference.yaml"):
         gb.BundleModel(tmp_path)
+    alone = tmp_path / "overlay_only" / "configs"  # inference.yaml is an overlay: without train.yaml it is not a model
+    alone.mkdir(parents=True)
+    shutil.copy(BRAIN / "configs" / "inference.yaml", alone)
+    with pytest.raises(FileNotFoundError, match=r"has no configs/train.yaml\.$"):
+        gb.BundleModel(alone.parent)
     copy = tmp_path / "brain_mri_so3"
     shutil.copytree(BRAIN / "configs", copy / "configs")
     with pytest.raises(FileNotFoundError, match="model.pt"):
@@ -144,14 +150,14 @@ def test_bundle_model_serves_a_harmonic_latent(tmp_path):
         pytest.skip("monai_galr has no harmonic action")
     bundle = tmp_path / "adrenal_harmonic"
     shutil.copytree(ADRENAL / "configs", bundle / "configs")
-    cfg = ConfigParser.load_config_file(str(bundle / "configs" / "inference.yaml"))
-    cfg.update({"action": "harmonic", "spatial_size": [16, 16, 16]})
-    cfg["network_def"].update(
-        {"spatial_size": "@spatial_size", "harmonic_radii": 3, "harmonic_lmax": 2, "harmonic_max_radius": None}
-    )
-    ConfigParser.export_config_file(cfg, str(bundle / "configs" / "inference.yaml"))
+    # the network is defined once, in train.yaml (inference.yaml is an overlay on it)
+    cfg = ConfigParser.load_config_file(str(bundle / "configs" / "train.yaml"))
+    cfg.update({"action": "harmonic", "spatial_size": [16, 16, 16], "harmonic_radii": 3, "harmonic_lmax": 2,
+                "harmonic_max_radius": None})
+    assert cfg["network_def"]["action"] == "@action" and cfg["network_def"]["harmonic_lmax"] == "@harmonic_lmax"
+    ConfigParser.export_config_file(cfg, str(bundle / "configs" / "train.yaml"))
     parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    parser.read_config(inference_configs(bundle))
     parser["bundle_root"] = str(bundle)
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def").eval()

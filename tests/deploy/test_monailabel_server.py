@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 import torch
 
+from monai_galr.bundle import inference_configs
+
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "deploy" / "monailabel_app"
 ADRENAL = REPO / "bundles" / "adrenal_ct_so3"
@@ -140,7 +142,7 @@ def _bundle_inferring(bundle: Path, image: Path, out: Path, **rotation) -> tuple
     try:
         run(
             "inferring",
-            config_file=str(bundle / "configs" / "inference.yaml"),
+            config_file=inference_configs(bundle),
             meta_file=str(bundle / "configs" / "metadata.json"),
             bundle_root=str(bundle),
             input_files=[str(image)],
@@ -184,7 +186,7 @@ def _network(bundle: Path):
     from monai_galr.handlers import load_network_weights
 
     parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.yaml"))
+    parser.read_config(inference_configs(bundle))
     parser["bundle_root"] = str(bundle)
     net = parser.get_parsed_content("network_def").eval()
     load_network_weights(net, str(bundle / "models" / "model.pt"))
