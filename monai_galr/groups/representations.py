@@ -19,8 +19,10 @@ rounding; ``tests/groups/test_representations.py`` checks the laws and the agree
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["check_lmax", "harmonic_dim", "so2_representation", "so3_representation", "representation"]
 
@@ -83,30 +85,29 @@ def check_lmax(lmax: int, name: str = "lmax") -> int:
     return lmax
 
 
-@functools.lru_cache(maxsize=16)
-def _s2_sampling(lmax: int) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module]:
-    """Points of e3nn's ``s2_grid`` (``2(lmax+1) x (2 lmax+1)``, float64 ``(N, 3)``), the least-squares projection
-    ``(M, N)`` from samples at those points to degree-``<= lmax`` coefficients, and the harmonics module."""
+@functools.lru_cache(maxsize=32)
+def _coupling(degree: int) -> torch.Tensor:
+    """``sqrt(2l+1)`` times e3nn's ``wigner_3j(l-1, 1, l)`` as a float64 ``((2l-1) 3, 2l+1)`` matrix ``C``.
+
+    Its columns are orthonormal and it intertwines ``D^(l-1) (x) D^1`` with ``D^l``, so
+    ``D^l(R) = C^T (D^(l-1)(R) (x) D^1(R)) C``.
+    """
     from e3nn import o3
 
-    betas, alphas = o3.s2_grid(2 * (lmax + 1), 2 * lmax + 1, dtype=torch.float64)
-    beta, alpha = torch.meshgrid(betas, alphas, indexing="ij")
-    points = o3.angles_to_xyz(alpha, beta).reshape(-1, 3)
-    harmonics = o3.SphericalHarmonics(list(range(lmax + 1)), normalize=True, normalization="component")
-    projection = torch.linalg.pinv(harmonics(points))
-    return points, projection, harmonics
+    c = o3.wigner_3j(degree - 1, 1, degree, dtype=torch.float64)
+    return c.reshape((2 * degree - 1) * 3, 2 * degree + 1) * math.sqrt(2 * degree + 1)
 
 
 def so3_representation(r: torch.Tensor, lmax: int) -> torch.Tensor:
     """Block-diagonal Wigner-D matrices of degrees ``0..lmax`` for ``(B, 3, 3)`` rotations.
 
-    Computed as ``P @ Y(R^T g)``: the real spherical harmonics (e3nn, component normalization) evaluated at the
-    points ``g`` of an ``s2_grid`` turned by ``R^-1``, projected back on the harmonics by the least-squares
-    projection ``P`` of that grid.  A rotated harmonic of degree ``l`` is again of degree ``l``, so the projection is
-    exact: the result equals ``e3nn.o3.Irreps.spherical_harmonics(lmax).D_from_matrix(R)`` (checked in the tests)
-    and costs a small matrix product instead of e3nn's per-degree Euler-angle construction (11 vs 16 ms for 4
-    rotations at lmax 12 on one CPU core, warmed up; no ``atan2`` / ``acos``, so it traces and exports as plain
-    arithmetic).
+    Built degree by degree from ``D^0 = 1`` and ``D^1 = R`` (e3nn's degree-1 real harmonics are ``(x, y, z)``, here
+    ``(H, W, D)``) by the Clebsch-Gordan recursion ``D^l = C_l^T (D^(l-1) (x) R) C_l`` with e3nn's Wigner 3j
+    symbols (:func:`_coupling`).  The result equals ``e3nn.o3.Irreps.spherical_harmonics(lmax).D_from_matrix(R)``
+    (checked in the tests) and costs about 30 small matrix products instead of e3nn's per-degree Euler-angle
+    construction or an evaluation of the harmonics on a sphere grid (1.2 vs 15 ms for 4 rotations at lmax 12 on
+    one CPU core, float32; no ``atan2`` / ``acos``, so it traces and exports as plain arithmetic).  Composition is
+    kept to float rounding (``D(AB) - D(A) D(B)``: 3e-7 in float32, 3e-15 in float64 at lmax 12).
 
     Args:
         r: ``(B, 3, 3)`` rotation matrices acting on ``(H, W, D)`` = e3nn's ``(x, y, z)``.
@@ -118,11 +119,25 @@ def so3_representation(r: torch.Tensor, lmax: int) -> torch.Tensor:
     check_lmax(lmax)
     if r.ndim != 3 or r.shape[-2:] != (3, 3):
         raise ValueError(f"rotation must have shape (B, 3, 3), got {tuple(r.shape)}.")
-    points, projection, harmonics = _s2_sampling(lmax)
     dtype = r.dtype if r.dtype in (torch.float32, torch.float64) else torch.float32
-    points = points.to(device=r.device, dtype=dtype)
-    turned = points @ r.to(dtype)  # (B, N, 3): rows R^T g_n
-    return (projection.to(device=r.device, dtype=dtype) @ harmonics(turned)).to(r.dtype)
+    rot = r.to(dtype)
+    batch, size = rot.shape[0], (lmax + 1) ** 2
+    blocks = [torch.ones(batch, 1, 1, dtype=dtype, device=r.device)]
+    if lmax >= 1:
+        blocks.append(rot)
+    previous = rot
+    for degree in range(2, lmax + 1):
+        c = _coupling(degree).to(device=r.device, dtype=dtype)
+        n = 2 * degree - 1
+        product = (previous[:, :, None, :, None] * rot[:, None, :, None, :]).reshape(batch, 3 * n, 3 * n)
+        previous = c.transpose(0, 1) @ product @ c
+        blocks.append(previous)
+    rows, start = [], 0
+    for block in blocks:  # pad each (B, 2l+1, 2l+1) block to its rows of the (B, size, size) matrix
+        width = block.shape[-1]
+        rows.append(F.pad(block, (start, size - start - width)))
+        start += width
+    return torch.cat(rows, dim=1).to(r.dtype)
 
 
 def representation(r: torch.Tensor, degree: int) -> torch.Tensor:

@@ -326,3 +326,27 @@ class TestErrors:
     def test_theta_shape_mismatch(self):
         with pytest.raises(ValueError, match="acts on 3 spatial dims"):
             rotation_to_theta(identity(1, 3), (8, 8))
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (7, 5), (16, 24, 32), (7, 9, 5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_affine_grid_equals_torch(shape, dtype):
+    """The axis-by-axis grid is ``F.affine_grid`` (align_corners=False) on non-square grids, any affine theta."""
+    from monai_galr.groups.action import affine_grid
+
+    d = len(shape)
+    g = torch.Generator().manual_seed(len(shape) * 7 + shape[0])
+    theta = rotation_to_theta(random_rotation(3, d, generator=g).to(dtype), shape)
+    theta = theta + 0.1 * torch.randn(3, d, d + 1, generator=g).to(dtype)  # shear and translation too
+    ours = affine_grid(theta, shape)
+    theirs = torch.nn.functional.affine_grid(theta, [3, 1, *shape], align_corners=False)
+    assert ours.shape == theirs.shape == (3, *shape, d)
+    assert ours.dtype == dtype
+    assert (ours - theirs).abs().max() < (1e-6 if dtype == torch.float32 else 1e-12)
+
+
+def test_affine_grid_bad_theta():
+    from monai_galr.groups.action import affine_grid
+
+    with pytest.raises(ValueError, match=r"theta must have shape \(B, 3, 4\) for a 3D grid, got \(2, 2, 3\)"):
+        affine_grid(torch.zeros(2, 2, 3), (4, 4, 4))
