@@ -85,9 +85,10 @@ def check_lmax(lmax: int, name: str = "lmax") -> int:
     return lmax
 
 
-@functools.lru_cache(maxsize=32)
-def _coupling(degree: int) -> torch.Tensor:
-    """``sqrt(2l+1)`` times e3nn's ``wigner_3j(l-1, 1, l)`` as a float64 ``((2l-1) 3, 2l+1)`` matrix ``C``.
+@functools.lru_cache(maxsize=128)
+def _coupling(degree: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``sqrt(2l+1)`` times e3nn's ``wigner_3j(l-1, 1, l)`` as a ``((2l-1) 3, 2l+1)`` matrix ``C`` (computed in
+    float64, kept per device and dtype so that a training step copies nothing to the device).
 
     Its columns are orthonormal and it intertwines ``D^(l-1) (x) D^1`` with ``D^l``, so
     ``D^l(R) = C^T (D^(l-1)(R) (x) D^1(R)) C``.
@@ -95,7 +96,8 @@ def _coupling(degree: int) -> torch.Tensor:
     from e3nn import o3
 
     c = o3.wigner_3j(degree - 1, 1, degree, dtype=torch.float64)
-    return c.reshape((2 * degree - 1) * 3, 2 * degree + 1) * math.sqrt(2 * degree + 1)
+    c = c.reshape((2 * degree - 1) * 3, 2 * degree + 1) * math.sqrt(2 * degree + 1)
+    return c.to(device=device, dtype=dtype)
 
 
 def so3_representation(r: torch.Tensor, lmax: int) -> torch.Tensor:
@@ -127,7 +129,7 @@ def so3_representation(r: torch.Tensor, lmax: int) -> torch.Tensor:
         blocks.append(rot)
     previous = rot
     for degree in range(2, lmax + 1):
-        c = _coupling(degree).to(device=r.device, dtype=dtype)
+        c = _coupling(degree, r.device, dtype)
         n = 2 * degree - 1
         product = (previous[:, :, None, :, None] * rot[:, None, :, None, :]).reshape(batch, 3 * n, 3 * n)
         previous = c.transpose(0, 1) @ product @ c
