@@ -57,10 +57,13 @@ class GroupActionTrainer(SupervisedTrainer):
             so Adam leaves them alone), while the encoder and decoder learn with the initial split; 0: off.  With
             ``alpha_init > 0`` every channel starts varying, so the encoder first learns what the action can
             represent and each channel chooses afterwards.
+        mask_warmup_iterations: the same hold counted in iterations (``engine.state.iteration``, over all epochs):
+            the logits are held while either warm-up lasts; a fraction of an epoch where one whole epoch of the
+            initial split costs too much (e.g. a fixed background that the all-varying start cannot hold); 0: off.
 
     Raises:
-        ValueError: ``alpha_grad_interval`` or ``mask_warmup_epochs`` is not an int >= 0; ``mask_loss_terms`` names
-            a term that is not one of ``ALPHA_GRAD_TERMS`` or is empty.
+        ValueError: ``alpha_grad_interval``, ``mask_warmup_epochs`` or ``mask_warmup_iterations`` is not an int >= 0;
+            ``mask_loss_terms`` names a term that is not one of ``ALPHA_GRAD_TERMS`` or is empty.
     """
 
     def __init__(
@@ -71,12 +74,16 @@ class GroupActionTrainer(SupervisedTrainer):
         alpha_grad_interval: int = 0,
         mask_loss_terms: list[str] | tuple[str, ...] | None = None,
         mask_warmup_epochs: int = 0,
+        mask_warmup_iterations: int = 0,
         **kwargs: Any,
     ) -> None:
-        if isinstance(alpha_grad_interval, bool) or not isinstance(alpha_grad_interval, int) or alpha_grad_interval < 0:
-            raise ValueError(f"alpha_grad_interval must be an int >= 0 (0: off), got {alpha_grad_interval!r}.")
-        if isinstance(mask_warmup_epochs, bool) or not isinstance(mask_warmup_epochs, int) or mask_warmup_epochs < 0:
-            raise ValueError(f"mask_warmup_epochs must be an int >= 0 (0: off), got {mask_warmup_epochs!r}.")
+        for name, value in (
+            ("alpha_grad_interval", alpha_grad_interval),
+            ("mask_warmup_epochs", mask_warmup_epochs),
+            ("mask_warmup_iterations", mask_warmup_iterations),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0 (0: off), got {value!r}.")
         if isinstance(mask_loss_terms, str) and mask_loss_terms.lower() in ("all", "null", "none"):
             mask_loss_terms = None  # the command line's spellings of "every term"
         if mask_loss_terms is not None:
@@ -94,6 +101,7 @@ class GroupActionTrainer(SupervisedTrainer):
         self.alpha_grad_interval = alpha_grad_interval
         self.mask_loss_terms = mask_loss_terms
         self.mask_warmup_epochs = mask_warmup_epochs
+        self.mask_warmup_iterations = mask_warmup_iterations
         self.state.alpha_grad = None
         core = unwrap(self.network)
         if getattr(self.loss_function, "mask_gradient", None) == "two_sided" and not getattr(
@@ -172,7 +180,8 @@ class GroupActionTrainer(SupervisedTrainer):
             alpha = getattr(getattr(unwrap(engine.network), "ald", None), "alpha", None)
             if alpha is None:
                 return
-            if engine.state.epoch <= engine.mask_warmup_epochs:
+            warm = engine.state.epoch <= engine.mask_warmup_epochs
+            if warm or engine.state.iteration <= engine.mask_warmup_iterations:
                 alpha.grad = None  # warm-up: the optimizer skips the logits
             elif mask_grad[0] is not None:
                 alpha.grad = mask_grad[0] * scale

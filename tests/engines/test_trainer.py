@@ -224,10 +224,35 @@ def test_mask_warmup_epochs_hold_the_logits_then_release_them():
     assert not torch.equal(first_weight.detach(), weight_start)  # the rest trained throughout
 
 
+def test_mask_warmup_iterations_hold_the_logits_for_that_many_steps():
+    """A warm-up counted in iterations: held for the first 3 steps (of 2 per epoch: into the second epoch)."""
+    set_determinism(seed=0)
+    net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, alpha_init=1.0)
+    start = net.ald.alpha.detach().clone()
+    trainer = GroupActionTrainer(
+        device=torch.device("cpu"), max_epochs=3,
+        train_data_loader=DataLoader(_data(8), batch_size=4, shuffle=False, num_workers=0), network=net,
+        optimizer=torch.optim.Adam(net.parameters(), lr=1e-2), loss_function=GroupActionLoss(mask_gradient="two_sided"),
+        prepare_batch=PrepareGroupActionBatch(random_if_missing=True, seed=0), mask_warmup_iterations=3,
+        mask_loss_terms=["loss_i", "loss_v"],
+    )
+    after = {}
+    from ignite.engine import Events
+
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: after.update({e.state.iteration: net.ald.alpha.detach().clone()})
+    )
+    trainer.run()
+    assert all(torch.equal(after[i], start) for i in (1, 2, 3))  # held for three steps, across the epoch boundary
+    assert not torch.equal(after[4], start)  # released at the fourth
+    assert not torch.equal(after[6], after[4])
+
+
+@pytest.mark.parametrize("name", ["mask_warmup_epochs", "mask_warmup_iterations"])
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
-def test_bad_mask_warmup_epochs(bad):
-    with pytest.raises(ValueError, match="mask_warmup_epochs must be an int >= 0"):
-        _bare_trainer(mask_warmup_epochs=bad)
+def test_bad_mask_warmup(name, bad):
+    with pytest.raises(ValueError, match=f"{name} must be an int >= 0"):
+        _bare_trainer(**{name: bad})
 
 
 def test_two_sided_mask_gradient_with_the_learned_action_fails_before_training():
