@@ -72,15 +72,22 @@ def so2_representation(r: torch.Tensor, modes: int) -> torch.Tensor:
     return out
 
 
-_SO3_LMAX_LIMIT = 12  # the highest degree of e3nn's polynomial spherical harmonics
+SO3_POLYNOMIAL_LMAX = 12  # the highest degree of e3nn's polynomial spherical harmonics (o3.spherical_harmonics)
+_SO3_LMAX_LIMIT = 32  # above 12 the shells use e3nn's Legendre harmonics; float32 Wigner-D orthogonal to 3e-6 here
 
 
 def check_lmax(lmax: int, name: str = "lmax") -> int:
-    """Return ``lmax`` if it is an int in ``[0, 12]`` (e3nn's spherical harmonics stop at degree 12)."""
+    """Return ``lmax`` if it is an int in ``[0, 32]``.
+
+    Degrees up to 12 use e3nn's polynomial harmonics, higher ones its Legendre-based
+    ``o3.spherical_harmonics_alpha_beta`` (equal to 1e-12 where both exist); 32 bounds the cost and the float32
+    rounding of the Wigner-D recursion (orthogonality 1e-6 at 24, 3e-6 at 32).
+    """
     _check_degree(lmax, name, 0)
     if lmax > _SO3_LMAX_LIMIT:
         raise ValueError(
-            f"{name} must be <= {_SO3_LMAX_LIMIT} (the highest degree of e3nn's spherical harmonics), got {lmax}."
+            f"{name} must be <= {_SO3_LMAX_LIMIT} (the highest degree supported for the SO(3) harmonics: "
+            f"(lmax + 1)^2 coefficients per shell, float32 Wigner-D), got {lmax}."
         )
     return lmax
 
@@ -113,7 +120,7 @@ def so3_representation(r: torch.Tensor, lmax: int) -> torch.Tensor:
 
     Args:
         r: ``(B, 3, 3)`` rotation matrices acting on ``(H, W, D)`` = e3nn's ``(x, y, z)``.
-        lmax: highest degree, ``0 <= lmax <= 12``.
+        lmax: highest degree, ``0 <= lmax <= 32``.
 
     Returns:
         ``(B, (lmax+1)^2, (lmax+1)^2)`` orthogonal matrices, in the dtype and device of ``r``.

@@ -69,9 +69,35 @@ def test_bad_degree(bad):
         so2_representation(identity(1, 2), bad)
 
 
-def test_lmax_above_e3nn_limit():
-    with pytest.raises(ValueError, match="lmax must be <= 12"):
-        so3_representation(identity(1, 3), 13)
+def test_lmax_above_the_supported_limit():
+    with pytest.raises(ValueError, match="lmax must be <= 32"):
+        so3_representation(identity(1, 3), 33)
+
+
+def test_high_degree_wigner_d_keeps_the_group_laws_in_float32():
+    """Above e3nn's polynomial degree 12 (here 20) the recursion stays orthogonal and a homomorphism."""
+    a, b = _rotations(3, 2, torch.float32, 5), _rotations(3, 2, torch.float32, 6)
+    da, db = so3_representation(a, 20), so3_representation(b, 20)
+    eye = torch.eye(441)
+    assert (da @ da.transpose(-1, -2) - eye).abs().max() < 1e-5
+    assert (so3_representation(compose(a, b), 20) - da @ db).abs().max() < 1e-5
+
+
+def test_shell_harmonics_above_degree_12_are_the_same_functions():
+    """The Legendre path (degree > 12) equals e3nn's polynomial harmonics on their common degrees, and the
+    Wigner-D of degree 14 rotates its samples: Y(R u) = D(R) Y(u)."""
+    from e3nn import o3
+
+    from monai_galr.networks.blocks.harmonic import _shell_harmonics
+
+    dirs, y14 = _shell_harmonics(14, 30)
+    _, y12 = _shell_harmonics(12, 30)
+    assert y14.shape == (30 * 29, 225)
+    assert (y14[:, :169] - y12).abs().max() < 1e-9
+    r = _rotations(3, 1, torch.float64, 7)[0]
+    alpha, beta = o3.xyz_to_angles(dirs @ r.T)
+    y_rot = o3.spherical_harmonics_alpha_beta(list(range(15)), alpha, beta, normalization="component")
+    assert (y_rot - y14 @ so3_representation(r[None], 14)[0].T).abs().max() < 1e-8
 
 
 def _smooth(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -85,7 +111,7 @@ def _smooth(shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "dim, shape, degree, radius, tol",
-    [(2, (32, 32), 12, 14.0, 0.03), (3, (16, 20, 24), 8, 7.5, 0.03)],
+    [(2, (32, 32), 12, 14.0, 0.03), (3, (16, 20, 24), 8, 7.5, 0.03), (3, (16, 20, 24), 14, 7.5, 0.03)],
 )
 def test_representation_matches_rotate_image(dim, shape, degree, radius, tol):
     """Sampling the rotated image and projecting equals acting on the coefficients (not with R^-1)."""

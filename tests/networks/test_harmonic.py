@@ -112,7 +112,7 @@ def test_bad_geometry_2d(kwargs, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(harmonic_lmax=13), "harmonic_lmax must be <= 12"),
+        (dict(harmonic_lmax=33), "harmonic_lmax must be <= 32"),
         (dict(harmonic_angles=7), "harmonic_angles .* must be even"),
         (dict(harmonic_angles=4), "harmonic_angles .* >= 2 \\(harmonic_lmax \\+ 1\\)"),
     ],

@@ -19,6 +19,7 @@ corners of a non-cubic volume.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_galr.groups.representations import check_lmax, harmonic_dim, representation
+from monai_galr.groups.representations import SO3_POLYNOMIAL_LMAX, check_lmax, harmonic_dim, representation
 
 __all__ = ["HarmonicAnalysis", "HarmonicSynthesis", "HarmonicAction", "harmonic_latent_numel"]
 
@@ -91,14 +92,8 @@ class _HarmonicGeometry:
             for k in range(1, self.degree):
                 cols += [math.sqrt(2.0) * torch.cos(k * a), math.sqrt(2.0) * torch.sin(k * a)]
             return dirs, torch.stack(cols, -1), (self.angles,)
-        from e3nn import o3
-
-        res_beta, res_alpha = self.angles, self.angles - 1
-        betas, alphas = o3.s2_grid(res_beta, res_alpha, dtype=torch.float64)
-        beta, alpha = torch.meshgrid(betas, alphas, indexing="ij")
-        dirs = o3.angles_to_xyz(alpha, beta).reshape(-1, 3)
-        y = o3.spherical_harmonics(list(range(self.degree + 1)), dirs, normalize=True, normalization="component")
-        return dirs, y, (res_beta, res_alpha)
+        dirs, y = _shell_harmonics(self.degree, self.angles)
+        return dirs.clone(), y.clone(), (self.angles, self.angles - 1)
 
     def radius_step(self) -> float:
         return self.max_radius / self.radii
@@ -127,6 +122,28 @@ class _HarmonicGeometry:
             f"spatial_dims={int(v[0])}, harmonic_radii={int(v[1])}, harmonic_{degree}={int(v[2])}, "
             f"harmonic_angles={int(v[3])}, harmonic_max_radius={v[4]:.6g}, latent grid {tuple(int(n) for n in v[5:])}"
         )
+
+
+@functools.lru_cache(maxsize=8)
+def _shell_harmonics(lmax: int, res_beta: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Directions ``(N, 3)`` of e3nn's ``s2_grid(res_beta, res_beta - 1)`` and the real harmonics of degrees
+    ``0..lmax`` at them ``(N, (lmax+1)^2)``, float64 (cached: analysis and synthesis share one evaluation).
+
+    Up to degree 12 e3nn's polynomial ``spherical_harmonics``; above, its Legendre-based
+    ``spherical_harmonics_alpha_beta`` (the same functions: 1e-12 apart at degree <= 12; seconds to evaluate at
+    degree 20 and more, hence the cache).
+    """
+    from e3nn import o3
+
+    betas, alphas = o3.s2_grid(res_beta, res_beta - 1, dtype=torch.float64)
+    beta, alpha = torch.meshgrid(betas, alphas, indexing="ij")
+    dirs = o3.angles_to_xyz(alpha, beta).reshape(-1, 3)
+    degrees = list(range(lmax + 1))
+    if lmax <= SO3_POLYNOMIAL_LMAX:
+        y = o3.spherical_harmonics(degrees, dirs, normalize=True, normalization="component")
+    else:
+        y = o3.spherical_harmonics_alpha_beta(degrees, alpha.reshape(-1), beta.reshape(-1), normalization="component")
+    return dirs, y
 
 
 def harmonic_latent_numel(latent_channels: int, radii: int, spatial_dims: int, degree: int) -> int:
@@ -158,13 +175,13 @@ class HarmonicAnalysis(_HarmonicMap):
         spatial_dims: 2 (polar rings, Fourier modes) or 3 (spherical shells, spherical harmonics).
         latent_shape: the feature map's spatial size (the image size divided by the total stride).
         radii: number of rings / shells.
-        degree: ``modes`` (2D, frequencies ``0..modes-1``) or ``lmax`` (3D, ``0..12``).
+        degree: ``modes`` (2D, frequencies ``0..modes-1``) or ``lmax`` (3D, ``0..32``).
         angles: samples per ring (2D, default ``4 * modes``, at least ``2 * modes``) or the beta resolution of the
             s2 grid (3D, even, default and minimum ``2 (lmax + 1)``; alpha resolution ``angles - 1``).
         max_radius: radius of the outer ring edge in latent voxels (default: the half-diagonal of the grid).
 
     Raises:
-        ValueError: more modes than the angular sampling resolves, ``lmax`` above 12, a radius beyond the grid's
+        ValueError: more modes than the angular sampling resolves, ``lmax`` above 32, a radius beyond the grid's
             corners, or non-positive sizes; each message names the entry.
     """
 

@@ -48,7 +48,7 @@ class GroupActionAutoEncoder(AutoEncoder):
             latent grid ``spatial_size / prod(strides)``, and the decoder renders onto that grid).
         harmonic_radii: number of rings / shells.
         harmonic_modes: 2D, Fourier modes ``0..modes-1`` per ring (``M = 2 modes - 1`` numbers).
-        harmonic_lmax: 3D, spherical-harmonic degrees ``0..lmax`` per shell (``M = (lmax + 1)^2``; at most 12).
+        harmonic_lmax: 3D, spherical-harmonic degrees ``0..lmax`` per shell (``M = (lmax + 1)^2``; at most 32).
         harmonic_angles: angular samples per ring (2D, default ``4 * modes``) or the s2 grid's beta resolution (3D,
             default ``2 (lmax + 1)``).
         harmonic_max_radius: outer radius in latent voxels (default: the half-diagonal, reaching the corners).
