@@ -82,3 +82,16 @@ def test_background_that_does_not_match_the_volume(tmp_path, tiny_data):
     while exc.__cause__ is not None:
         exc = exc.__cause__
     assert isinstance(exc, ValueError) and "spatial shape [12, 12, 12]" in str(exc) and "[16, 16, 16]" in str(exc)
+
+
+def test_background_overlay_holds_the_logits_for_its_iterations(tmp_path, tiny_data):
+    """0.4.2: the overlay replaces train.yaml's one-epoch hold by 200 iterations, and the trainer receives them."""
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(tiny_data), **TINY})
+    parser.parse()
+    trainer = parser.get_parsed_content("train#trainer")
+    assert (trainer.mask_warmup_epochs, trainer.mask_warmup_iterations) == (0, 200)
+    plain = ConfigParser()
+    plain.read_config(TRAIN[0])
+    assert (plain["mask_warmup_epochs"], plain["mask_warmup_iterations"]) == (1, 0)
