@@ -26,6 +26,14 @@ def _run(run_id: str, config_file, bundle_root: Path, **overrides) -> None:
                logging_file=str(CONFIGS / "logging.conf"), bundle_root=str(bundle_root), **overrides)
 
 
+def _parser(bundle_root: Path, data: Path) -> ConfigParser:
+    """train.yaml + background.yaml at the tiny size, not yet parsed."""
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser.update({"bundle_root": str(bundle_root), "dataset_dir": str(data), **TINY})
+    return parser
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("adrenal_bg_data")
@@ -34,9 +42,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def test_background_overlay_composites_a_fixed_layer(tmp_path, tiny_data):
-    parser = ConfigParser()
-    parser.read_config(TRAIN)
-    parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(tiny_data), **TINY})
+    parser = _parser(tmp_path, tiny_data)
     parser.parse()
     ds = parser.get_parsed_content("train#dataset")
     item = ds[0]
@@ -68,9 +74,7 @@ def test_background_train_evaluate_probe(tmp_path, tiny_data):
 
 
 def test_background_that_does_not_match_the_volume(tmp_path, tiny_data):
-    parser = ConfigParser()
-    parser.read_config(TRAIN)
-    parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(tiny_data), **TINY})
+    parser = _parser(tmp_path, tiny_data)
     parser["backgrounds"] = "$monai_galr.data.load_backgrounds(@background_file)"
     parser["background_file"] = (
         "$monai_galr.data.ensure_synthetic_backgrounds(@synthetic_dir, num_backgrounds=2, size=12, seed=0)"
@@ -86,9 +90,7 @@ def test_background_that_does_not_match_the_volume(tmp_path, tiny_data):
 
 def test_background_overlay_holds_the_logits_for_its_iterations(tmp_path, tiny_data):
     """0.4.2: the overlay replaces train.yaml's one-epoch hold by 200 iterations, and the trainer receives them."""
-    parser = ConfigParser()
-    parser.read_config(TRAIN)
-    parser.update({"bundle_root": str(tmp_path), "dataset_dir": str(tiny_data), **TINY})
+    parser = _parser(tmp_path, tiny_data)
     parser.parse()
     trainer = parser.get_parsed_content("train#trainer")
     assert (trainer.mask_warmup_epochs, trainer.mask_warmup_iterations) == (0, 200)

@@ -198,18 +198,23 @@ def test_bad_mask_loss_terms(bad):
         _bare_trainer(mask_loss_terms=bad)
 
 
+def _two_sided_trainer(net: GroupActionAutoEncoder, max_epochs: int, **warmup) -> GroupActionTrainer:
+    """8 images in batches of 4 (2 iterations per epoch), the two-sided latent decision, the given warm-up."""
+    return GroupActionTrainer(
+        device=torch.device("cpu"), max_epochs=max_epochs,
+        train_data_loader=DataLoader(_data(8), batch_size=4, shuffle=False, num_workers=0), network=net,
+        optimizer=torch.optim.Adam(net.parameters(), lr=1e-2), loss_function=GroupActionLoss(mask_gradient="two_sided"),
+        prepare_batch=PrepareGroupActionBatch(random_if_missing=True, seed=0), mask_loss_terms=["loss_i", "loss_v"],
+        **warmup,
+    )
+
+
 def test_mask_warmup_epochs_hold_the_logits_then_release_them():
     set_determinism(seed=0)
     net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, alpha_init=1.0)
     start = net.ald.alpha.detach().clone()
     assert bool((net.ald.hard_mask() == 1).all())  # alpha_init > 0: every channel starts varying
-    trainer = GroupActionTrainer(
-        device=torch.device("cpu"), max_epochs=2,
-        train_data_loader=DataLoader(_data(8), batch_size=4, shuffle=False, num_workers=0), network=net,
-        optimizer=torch.optim.Adam(net.parameters(), lr=1e-2), loss_function=GroupActionLoss(mask_gradient="two_sided"),
-        prepare_batch=PrepareGroupActionBatch(random_if_missing=True, seed=0), mask_warmup_epochs=1,
-        mask_loss_terms=["loss_i", "loss_v"],
-    )
+    trainer = _two_sided_trainer(net, max_epochs=2, mask_warmup_epochs=1)
     after_epoch = {}
     first_weight = next(net.encode.parameters())
     weight_start = first_weight.detach().clone()
@@ -229,13 +234,7 @@ def test_mask_warmup_iterations_hold_the_logits_for_that_many_steps():
     set_determinism(seed=0)
     net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, alpha_init=1.0)
     start = net.ald.alpha.detach().clone()
-    trainer = GroupActionTrainer(
-        device=torch.device("cpu"), max_epochs=3,
-        train_data_loader=DataLoader(_data(8), batch_size=4, shuffle=False, num_workers=0), network=net,
-        optimizer=torch.optim.Adam(net.parameters(), lr=1e-2), loss_function=GroupActionLoss(mask_gradient="two_sided"),
-        prepare_batch=PrepareGroupActionBatch(random_if_missing=True, seed=0), mask_warmup_iterations=3,
-        mask_loss_terms=["loss_i", "loss_v"],
-    )
+    trainer = _two_sided_trainer(net, max_epochs=3, mask_warmup_iterations=3)
     after = {}
     from ignite.engine import Events
 
