@@ -47,7 +47,10 @@ def test_adrenal_all_variants_and_precisions(tmp_path, capsys):
     gb = _module()
     actions = ["grid", "harmonic"] if HARMONIC else ["grid"]
     out = tmp_path / "rows.json"
-    argv = TINY + ["--bundles", "adrenal_ct_so3", "--size", "8", "--isolate", "no", "--json", str(out), "--actions"]
+    # 16^3, not 8^3: on the CPU build of torch 2.13, oneDNN's bf16 Conv3d on the 2^3 map that 8^3 leaves after the
+    # strides returns NaN from finite inputs from the third call in a process on (not at 16^3, nor with
+    # torch.backends.mkldnn disabled; measured 2026-12-02), which made this test fail at random
+    argv = TINY + ["--bundles", "adrenal_ct_so3", "--size", "16", "--isolate", "no", "--json", str(out), "--actions"]
     assert gb.main(argv + actions) == 0
     rows = json.loads(out.read_text())
     own = _train_yaml("adrenal_ct_so3")
@@ -55,14 +58,14 @@ def test_adrenal_all_variants_and_precisions(tmp_path, capsys):
         (v, p) for p in ("fp32", "bf16") for v in ["plain", *actions]
     ]
     for r in rows:
-        assert r["bundle"] == "adrenal_ct_so3" and r["size"] == "8x8x8" and r["batch"] == own["batch_size"]
+        assert r["bundle"] == "adrenal_ct_so3" and r["size"] == "16x16x16" and r["batch"] == own["batch_size"]
         assert r["vol_per_s"] > 0 and r["step_ms"] > 0 and r["peak_mb"] > 0
         assert r["peak_kind"] == "process peak RSS"
         assert math.isfinite(r["psnr_rotated"]) and math.isfinite(r["psnr_identity"]) and 0 < r["psnr_identity"] < 80
         assert 0.0 <= r["varying_fraction"] <= 1.0 and math.isfinite(r["final_loss"])
         assert r["entries"]["channels"] == own["channels"] and r["entries"]["strides"] == own["strides"]
     table = capsys.readouterr().out
-    assert f"| adrenal_ct_so3 | 8x8x8 | {own['batch_size']} | plain | fp32 |" in table and "| 1.00 |" in table
+    assert f"| adrenal_ct_so3 | 16x16x16 | {own['batch_size']} | plain | fp32 |" in table and "| 1.00 |" in table
     grid = next(r for r in rows if r["variant"] == "grid" and r["precision"] == "fp32")
     plain = next(r for r in rows if r["variant"] == "plain" and r["precision"] == "fp32")
     assert f"| {grid['step_ms'] / plain['step_ms']:.2f} |" in table  # the ratio is grid over plain
