@@ -293,7 +293,8 @@ class HarmonicAction(nn.Module):
         self.spatial_dims = spatial_dims
         self.degree = degree
         self.dim = harmonic_dim(spatial_dims, degree)
-        # build the representation's cached 3j couplings now (CPU, float32), so a later torch.jit.trace records the same graph each time
+        # build the representation's cached 3j couplings now (CPU, float32), so that a later torch.jit.trace
+        # records the same graph each time
         representation(torch.eye(spatial_dims)[None], degree)
 
     def forward(self, z: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
