@@ -29,7 +29,20 @@ from torch import nn
 
 from monai_galr.groups.representations import SO3_POLYNOMIAL_LMAX, check_lmax, harmonic_dim, representation
 
-__all__ = ["HarmonicAnalysis", "HarmonicSynthesis", "HarmonicAction", "harmonic_latent_numel"]
+__all__ = [
+    "HarmonicAnalysis",
+    "HarmonicSynthesis",
+    "HarmonicAction",
+    "HybridAnalysis",
+    "HybridSynthesis",
+    "HybridAction",
+    "harmonic_latent_numel",
+    "INVARIANT_VIEWS",
+]
+
+# how the invariant channels of a harmonic latent are held: as the same coefficients as the varying ones, or as the
+# Cartesian feature map itself (the hybrid latent below)
+INVARIANT_VIEWS = ("harmonic", "map")
 
 
 def _positive_int(value, name: str, minimum: int = 1) -> int:
@@ -312,3 +325,90 @@ class HarmonicAction(nn.Module):
 
     def extra_repr(self) -> str:
         return f"spatial_dims={self.spatial_dims}, degree={self.degree}"
+
+
+# ---- the hybrid latent: coefficients for the channels that rotate, the Cartesian map for those that do not -------
+#
+# A fixed background (a block in front of a digit, anatomy around an organ) has sharp edges at fixed positions that
+# the few angular modes of a ring / shell cannot hold; an invariant channel need not be rotated, so it can keep the
+# feature map itself.  Every channel carries both views, ``z = [coefficients (S*M) | map (prod(latent_shape))]``
+# along the last axis, ``(B, L, S*M + G)``, because the split is learned: the decoder reads the coefficients of the
+# varying channels and the map of the invariant ones (the ALD mask, exactly 0/1 in the forward pass, its
+# straight-through gradient backward).  What the decoder reads under the hard mask is ``L_v S M + L_i G`` numbers.
+
+
+class HybridAnalysis(HarmonicAnalysis):
+    """Feature map ``(B, L, *latent_shape)`` -> ``(B, L, S*M + G)``: the harmonic coefficients, then the map."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # persistent: tells a hybrid checkpoint from a harmonic one of the same geometry (checked on load)
+        self.register_buffer("invariant_map", torch.ones(1))
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        coeff = super().forward(feat)
+        return torch.cat([coeff.flatten(2), feat.flatten(2)], -1)
+
+
+def _hybrid_views(z: torch.Tensor, radii: int, dim: int, latent_shape: Sequence[int]):
+    """``(coefficients (B, L, S, M), map (B, L, *latent_shape))`` of a hybrid latent ``(B, L, S*M + G)``."""
+    s, g = radii * dim, math.prod(latent_shape)
+    if z.ndim != 3 or z.shape[-1] != s + g:
+        raise ValueError(
+            f"a hybrid harmonic latent must have shape (B, L, {s} + {g}) (coefficients of {radii} rings / shells x "
+            f"{dim}, then the {tuple(latent_shape)} map), got {tuple(z.shape)}."
+        )
+    b, c = z.shape[:2]
+    return z[..., :s].reshape(b, c, radii, dim), z[..., s:].reshape(b, c, *latent_shape)
+
+
+class HybridSynthesis(HarmonicSynthesis):
+    """``(B, L, S*M + G)`` -> feature map: varying channels rendered from their coefficients, invariant ones as held.
+
+    Args:
+        mask: a callable returning the ``(L,)`` ALD mask of the forward pass (``ALD.mask``; deterministic: the
+            hybrid latent needs the straight-through gate).  Kept as a plain attribute, not a submodule, so the
+            network's ``ald`` is not registered twice.
+        other arguments: as :class:`HarmonicSynthesis`.
+    """
+
+    def __init__(self, *args, mask=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if mask is None or not callable(mask):
+            raise ValueError("HybridSynthesis needs mask, a callable returning the (L,) ALD mask.")
+        self.mask = mask
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        coeff, feat = _hybrid_views(z, self.radii, self.basis.shape[0], self.latent_shape)
+        m = self.mask().to(z.dtype).view(1, -1, *([1] * self.spatial_dims))
+        return m * super().forward(coeff) + (1 - m) * feat
+
+
+class HybridAction(nn.Module):
+    """The rotation on a hybrid latent: ``rho(R)`` on the coefficients (exact), the grid rotation on the map view.
+
+    The decoder reads the map only where the channel is invariant, which the action leaves unchanged, so every
+    group law holds exactly for what is decoded; the map view of a varying channel is rotated on its grid (lossy)
+    only so that the latent losses compare like with like on both views.
+
+    Args:
+        spatial_dims / degree: as :class:`HarmonicAction`.
+        radii / latent_shape: the layout of the latent (see :class:`HybridAnalysis`).
+    """
+
+    def __init__(self, spatial_dims: int, degree: int, radii: int, latent_shape: Sequence[int]) -> None:
+        super().__init__()
+        from monai_galr.networks.blocks.actions import GridRotation
+
+        self.harmonic = HarmonicAction(spatial_dims, degree)
+        self.grid = GridRotation(spatial_dims)
+        self.radii, self.latent_shape = int(radii), tuple(int(n) for n in latent_shape)
+
+    def forward(self, z: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        coeff, feat = _hybrid_views(z, self.radii, self.harmonic.dim, self.latent_shape)
+        coeff = self.harmonic(coeff, rotation)
+        feat = self.grid(feat, rotation.to(z.dtype).expand(z.shape[0], -1, -1))  # affine_grid: one matrix per image
+        return torch.cat([coeff.flatten(2), feat.flatten(2)], -1)
+
+    def extra_repr(self) -> str:
+        return f"radii={self.radii}, latent_shape={self.latent_shape}"

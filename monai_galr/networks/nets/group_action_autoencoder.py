@@ -15,7 +15,15 @@ from torch import nn
 from monai_galr.networks.blocks.actions import ACTIONS, GridRotation, LearnedAction
 from monai_galr.networks.blocks.ald import ALD
 from monai_galr.networks.blocks.clamp import StraightThroughClamp
-from monai_galr.networks.blocks.harmonic import HarmonicAction, HarmonicAnalysis, HarmonicSynthesis
+from monai_galr.networks.blocks.harmonic import (
+    INVARIANT_VIEWS,
+    HarmonicAction,
+    HarmonicAnalysis,
+    HarmonicSynthesis,
+    HybridAction,
+    HybridAnalysis,
+    HybridSynthesis,
+)
 
 __all__ = ["GroupActionAutoEncoder", "RotatedReconstruction", "parameter_groups"]
 
@@ -52,6 +60,11 @@ class GroupActionAutoEncoder(AutoEncoder):
         harmonic_angles: angular samples per ring (2D, default ``4 * modes``) or the s2 grid's beta resolution (3D,
             default ``2 (lmax + 1)``).
         harmonic_max_radius: outer radius in latent voxels (default: the half-diagonal, reaching the corners).
+        harmonic_invariant: how the harmonic latent holds the invariant channels: ``"harmonic"`` (the same ring /
+            shell coefficients as the varying ones) or ``"map"`` (the hybrid latent: every channel carries its
+            coefficients and its Cartesian feature map, ``(B, L, S*M + G)``; the decoder reads the coefficients of
+            the varying channels and the map of the invariant ones, so a fixed background keeps its resolution;
+            needs ``mask_gate="ste"``).
         tau: ALD threshold in (0, 1).
         varying_fraction: varying share of the channels for ``partition="manual"``.
         alpha_init / alpha_init_std: initial ALD logits (``alpha_init_at``: ``"threshold"``, an offset from the
@@ -112,6 +125,7 @@ class GroupActionAutoEncoder(AutoEncoder):
         harmonic_lmax: int = 6,
         harmonic_angles: int | None = None,
         harmonic_max_radius: float | None = None,
+        harmonic_invariant: str = "harmonic",
     ) -> None:
         if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
@@ -149,6 +163,17 @@ class GroupActionAutoEncoder(AutoEncoder):
             alpha_init_at=alpha_init_at,
         )
         self.spatial_size = None if spatial_size is None else tuple(int(n) for n in spatial_size)
+        self.harmonic_invariant = look_up_option(harmonic_invariant, INVARIANT_VIEWS)
+        if self.harmonic_invariant == "map":
+            if self.action_name != "harmonic":
+                raise ValueError(
+                    f"harmonic_invariant 'map' (the hybrid latent) needs action 'harmonic', got action {action!r}."
+                )
+            if self.ald.alpha is not None and self.ald.gate != "ste":
+                raise ValueError(
+                    f"harmonic_invariant 'map' needs mask_gate 'ste' (the decoder reads each channel's view from the "
+                    f"same deterministic mask as the action), got mask_gate {mask_gate!r}."
+                )
         if self.action_name == "harmonic":
             self._build_harmonic(harmonic_radii, harmonic_modes, harmonic_lmax, harmonic_angles, harmonic_max_radius)
         elif self.action_name == "grid":
@@ -174,10 +199,15 @@ class GroupActionAutoEncoder(AutoEncoder):
         latent_shape = tuple(n // f for n in size)
         degree = modes if self.dimensions == 2 else lmax
         geometry = (self.dimensions, latent_shape, radii, degree, angles, max_radius)
-        self.encode.add_module("harmonic", HarmonicAnalysis(*geometry))
-        decode = [("harmonic", HarmonicSynthesis(*geometry))] + list(self.decode.named_children())
+        if self.harmonic_invariant == "map":
+            analysis, synthesis = HybridAnalysis(*geometry), HybridSynthesis(*geometry, mask=self.ald.mask)
+            self.action = HybridAction(self.dimensions, degree, analysis.radii, latent_shape)
+        else:
+            analysis, synthesis = HarmonicAnalysis(*geometry), HarmonicSynthesis(*geometry)
+            self.action = HarmonicAction(self.dimensions, degree)
+        self.encode.add_module("harmonic", analysis)
+        decode = [("harmonic", synthesis)] + list(self.decode.named_children())
         self.decode = nn.Sequential(OrderedDict(decode))
-        self.action = HarmonicAction(self.dimensions, degree)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         if not self.is_harmonic and prefix + "encode.harmonic.signature" in state_dict:
@@ -185,6 +215,14 @@ class GroupActionAutoEncoder(AutoEncoder):
                 f"the checkpoint was trained with action 'harmonic' (it holds {prefix}encode.harmonic.signature) but "
                 f"this network's action is {self.action_name!r}; set action: harmonic and its harmonic_* entries."
             )
+        elif self.is_harmonic:
+            theirs = "map" if prefix + "encode.harmonic.invariant_map" in state_dict else "harmonic"
+            if prefix + "encode.harmonic.signature" in state_dict and theirs != self.harmonic_invariant:
+                error_msgs.append(
+                    f"the checkpoint's harmonic latent holds the invariant channels as {theirs!r} but this network's "
+                    f"harmonic_invariant is {self.harmonic_invariant!r}; set harmonic_invariant: {theirs}."
+                )
+                return
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
     @property
@@ -196,7 +234,7 @@ class GroupActionAutoEncoder(AutoEncoder):
         """The spatial feature map ``(B, L, *latent_grid)`` a latent stands for (for figures and magnitudes).
 
         A spatial latent is returned as it is; harmonic coefficients are rendered on the latent grid by the
-        decoder's first step.
+        decoder's first step (the hybrid latent: the varying channels rendered, the invariant ones' map as held).
         """
         return self.decode.harmonic(z) if self.is_harmonic else z
 
