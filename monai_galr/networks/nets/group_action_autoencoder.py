@@ -163,7 +163,9 @@ class GroupActionAutoEncoder(AutoEncoder):
             alpha_init_at=alpha_init_at,
         )
         self.spatial_size = None if spatial_size is None else tuple(int(n) for n in spatial_size)
-        self.harmonic_invariant = look_up_option(harmonic_invariant, INVARIANT_VIEWS)
+        if harmonic_invariant not in INVARIANT_VIEWS:
+            raise ValueError(f"harmonic_invariant must be one of {INVARIANT_VIEWS}, got {harmonic_invariant!r}.")
+        self.harmonic_invariant = harmonic_invariant
         if self.harmonic_invariant == "map":
             if self.action_name != "harmonic":
                 raise ValueError(
