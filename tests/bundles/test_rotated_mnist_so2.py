@@ -163,6 +163,21 @@ def test_blocked_overlay_trains(tmp_path):
     assert not (tmp_path / "models" / "model.pt").exists()
 
 
+def test_blocked_overlay_with_the_hybrid_latent_trains_and_evaluates(tmp_path):
+    """``--harmonic_invariant map`` reaches the network: the checkpoint holds the hybrid latent, evaluation loads it."""
+    import torch
+
+    hybrid = {"action": "harmonic", "strides": [2, 1], "latent_channels": 4, "harmonic_invariant": "map"}
+    _train(tmp_path, [TRAIN, BLOCKED], **hybrid)
+    state = torch.load(tmp_path / "models" / "blocked" / "model.pt", weights_only=True)
+    assert "encode.harmonic.invariant_map" in state
+    _run("evaluating", [TRAIN, BLOCKED, EVALUATE], tmp_path, **hybrid)
+    data = json.loads((tmp_path / "eval" / "blocked" / "metrics_uniform.json").read_text())
+    assert math.isfinite(data["metrics"]["test_psnr"])
+    text = _failure("evaluating", [TRAIN, BLOCKED, EVALUATE], tmp_path, **{**hybrid, "harmonic_invariant": "harmonic"})
+    assert "set harmonic_invariant: map" in text
+
+
 def test_missing_dataset_dir_names_it(tmp_path):
     missing = tmp_path / "no_such_mnist"
     text = _failure("training", TRAIN, tmp_path, max_epochs=1, dataset_dir=str(missing))
