@@ -1,15 +1,20 @@
-"""The harmonic latent: exact group laws in the autoencoder, geometry checks, checkpoint guards, export."""
+"""The harmonic latent: exact group laws in the autoencoder, geometry checks, checkpoint guards, export; and the hybrid
+latent (``harmonic_invariant="map"``: coefficients for the varying channels, the feature map for the invariant ones)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 
 from monai_galr.groups import angle_to_matrix, compose, inverse, random_rotation
-from monai_galr.networks import GroupActionAutoEncoder
+from monai_galr.networks import GroupActionAutoEncoder, RotatedReconstruction
 from monai_galr.networks.blocks.harmonic import HarmonicAnalysis, HarmonicSynthesis, harmonic_latent_numel
+
+_MODES = {2: 9, 3: 16}  # 2 * 5 - 1 Fourier numbers; (3 + 1)^2 spherical harmonics
+HYBRID = {"harmonic_invariant": "map", "partition": "manual", "varying_fraction": 0.5}  # channels 0, 1 varying
 
 
 def _net(dim: int, **kw) -> GroupActionAutoEncoder:
@@ -42,9 +47,11 @@ def test_latent_shape_and_map(dim):
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-def test_group_laws_exact_in_latent(dim):
-    """Composition, inverse and the full circle hold on the decoded output to float rounding."""
-    net = _net(dim)
+@pytest.mark.parametrize("kw", [{}, HYBRID], ids=["harmonic", "hybrid"])
+def test_group_laws_exact_in_latent(dim, kw):
+    """Composition, inverse and the full circle hold on the decoded output to float rounding (the hybrid latent:
+    half the channels read from their coefficients, half from their map)."""
+    net = _net(dim, **kw)
     x = _image(net)
     a, b = _rot(dim, 2, 3), _rot(dim, 2, 4)
     with torch.no_grad():
@@ -164,8 +171,6 @@ def test_checkpoint_guards_name_the_action():
 
 @pytest.mark.parametrize("dim", [2, 3])
 def test_traced_export_matches_eager(dim):
-    from monai_galr.networks import RotatedReconstruction
-
     net = _net(dim)
     wrapped = RotatedReconstruction(net, _rot(dim, 1, 6)[0]).eval()
     x = _image(net)
@@ -182,3 +187,107 @@ def test_gradients_reach_encoder_through_analysis():
     out["pred"].mean().backward()
     first = next(net.encode.parameters())
     assert first.grad is not None and first.grad.abs().sum() > 0
+
+
+# ---- the hybrid latent -------------------------------------------------------------------------------------------
+def _hybrid(dim: int, **kw) -> GroupActionAutoEncoder:
+    return _net(dim, **{**HYBRID, **kw})
+
+
+def _grid(net: GroupActionAutoEncoder) -> tuple[int, ...]:
+    return tuple(n // 2 for n in net.spatial_size)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_layout_coefficients_then_the_feature_map(dim):
+    net = _hybrid(dim)
+    x = _image(net)
+    grid = _grid(net)
+    with torch.no_grad():
+        z = net.encode(x)
+        feat = net.encode[:-1](x)  # the encoder up to (not including) the harmonic step: the tanh feature map
+        coeff = HarmonicAnalysis.forward(net.encode.harmonic, feat)  # the plain harmonic analysis of that map
+    s = 3 * _MODES[dim]
+    assert z.shape == (2, 4, s + math.prod(grid))
+    assert net.latent_numel() == 4 * (s + math.prod(grid))
+    torch.testing.assert_close(z[..., s:].reshape(2, 4, *grid), feat)
+    torch.testing.assert_close(z[..., :s].reshape(2, 4, 3, -1), coeff)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_decoder_reads_coefficients_of_varying_and_map_of_invariant_channels(dim):
+    net = _hybrid(dim)  # channels 0, 1 varying; 2, 3 invariant
+    with torch.no_grad():
+        z = net.encode(_image(net))
+        rendered = net.latent_map(z)
+        s = 3 * _MODES[dim]
+        feat = z[..., s:].reshape(2, 4, *_grid(net))
+        torch.testing.assert_close(rendered[:, 2:], feat[:, 2:])  # invariant: the map as held
+        assert not torch.allclose(rendered[:, :2], feat[:, :2], atol=1e-3)  # varying: rendered from coefficients
+        # changing a varying channel's map view, or an invariant channel's coefficients, changes nothing decoded
+        poked = z.clone()
+        poked[:, :2, s:] += 1.0
+        poked[:, 2:, :s] += 1.0
+        torch.testing.assert_close(net.decode(poked), net.decode(z))
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_action_leaves_invariant_channels_and_moves_the_rest(dim):
+    """(The exact group laws of the hybrid latent: tests/networks/test_harmonic.py, test_group_laws_exact_in_latent.)"""
+    net = _hybrid(dim)
+    with torch.no_grad():
+        z = net.encode(_image(net))
+        acted = net.apply_action(z, _rot(dim, 2, 3))
+    assert torch.equal(acted[:, 2:], z[:, 2:])  # invariant channels untouched, both views
+    assert not torch.allclose(net.decode(acted), net.decode(z), atol=1e-3)  # the rotation does act
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_learned_mask_gets_a_gradient_through_the_view_choice(dim):
+    net = _hybrid(dim, partition="learned", alpha_init=1.0).train()
+    x, r = _image(net), _rot(dim, 2, 7)
+    out = net(x, r, x)
+    assert out["z_rotated"].shape == out["z"].shape == out["z_target"].shape
+    out["pred"].mean().backward()
+    assert net.ald.alpha.grad is not None and net.ald.alpha.grad.abs().min() > 0
+    twin = copy.deepcopy(net)  # the decoder's mask follows the copy's own ALD
+    assert twin.decode.harmonic.mask.__self__ is twin.ald
+
+
+def test_checkpoint_guards_name_the_invariant_view():
+    hybrid, plain = _hybrid(2), _hybrid(2, harmonic_invariant="harmonic")
+    with pytest.raises(RuntimeError, match="as 'map' but this network's harmonic_invariant is 'harmonic'"):
+        plain.load_state_dict(hybrid.state_dict())
+    with pytest.raises(RuntimeError, match="as 'harmonic' but this network's harmonic_invariant is 'map'"):
+        hybrid.load_state_dict(plain.state_dict())
+    _hybrid(2).load_state_dict(hybrid.state_dict())
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_hybrid_traced_export_matches_eager(dim):
+    net = _hybrid(dim)
+    wrapped = RotatedReconstruction(net, _rot(dim, 1, 6)[0]).eval()
+    x = _image(net)
+    traced = torch.jit.trace(wrapped, x)
+    x2 = torch.rand_like(x)
+    assert torch.allclose(traced(x2), wrapped(x2), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(action="grid"), "harmonic_invariant 'map' .* needs action 'harmonic', got action 'grid'"),
+        (dict(partition="learned", mask_gate="gumbel"), "needs mask_gate 'ste'.*got mask_gate 'gumbel'"),
+        (dict(harmonic_invariant="cartesian"),
+         r"harmonic_invariant must be one of \('harmonic', 'map'\), got 'cartesian'"),
+    ],
+)
+def test_hybrid_bad_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _hybrid(2, **kwargs)
+
+
+def test_hybrid_malformed_latent_is_named():
+    net = _hybrid(2)
+    with pytest.raises(ValueError, match=r"hybrid harmonic latent must have shape \(B, L, 27 \+ 64\)"):
+        net.decode(torch.zeros(1, 4, 90))
