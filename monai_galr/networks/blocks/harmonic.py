@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from monai_galr.groups.representations import SO3_POLYNOMIAL_LMAX, check_lmax, harmonic_dim, representation
+from monai_galr.networks.blocks.actions import GridRotation
 
 __all__ = [
     "HarmonicAnalysis",
@@ -398,8 +399,6 @@ class HybridAction(nn.Module):
 
     def __init__(self, spatial_dims: int, degree: int, radii: int, latent_shape: Sequence[int]) -> None:
         super().__init__()
-        from monai_galr.networks.blocks.actions import GridRotation
-
         self.harmonic = HarmonicAction(spatial_dims, degree)
         self.grid = GridRotation(spatial_dims)
         self.radii, self.latent_shape = int(radii), tuple(int(n) for n in latent_shape)
