@@ -229,8 +229,8 @@ class GroupActionAutoEncoder(AutoEncoder):
 
     @property
     def is_harmonic(self) -> bool:
-        """True when the latent is harmonic coefficients ``(B, L, radii, M)`` (the hybrid latent: ``(B, L, radii M + G)``,
-        coefficients then the feature map) rather than a spatial map."""
+        """True when the latent is harmonic coefficients ``(B, L, radii, M)`` rather than a spatial map (the hybrid
+        latent: ``(B, L, radii * M + G)``, the coefficients then the feature map)."""
         return self.action_name == "harmonic"
 
     def latent_map(self, z: torch.Tensor) -> torch.Tensor:
