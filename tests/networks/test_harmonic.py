@@ -15,6 +15,7 @@ from monai_galr.networks.blocks.harmonic import HarmonicAnalysis, HarmonicSynthe
 
 _MODES = {2: 9, 3: 16}  # 2 * 5 - 1 Fourier numbers; (3 + 1)^2 spherical harmonics
 HYBRID = {"harmonic_invariant": "map", "partition": "manual", "varying_fraction": 0.5}  # channels 0, 1 varying
+POOLED = {**HYBRID, "harmonic_map_stride": 2}  # the map view average-pooled by 2
 
 
 def _net(dim: int, **kw) -> GroupActionAutoEncoder:
@@ -47,7 +48,7 @@ def test_latent_shape_and_map(dim):
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-@pytest.mark.parametrize("kw", [{}, HYBRID], ids=["harmonic", "hybrid"])
+@pytest.mark.parametrize("kw", [{}, HYBRID, POOLED], ids=["harmonic", "hybrid", "hybrid_pooled_map"])
 def test_group_laws_exact_in_latent(dim, kw):
     """Composition, inverse and the full circle hold on the decoded output to float rounding (the hybrid latent:
     half the channels read from their coefficients, half from their map)."""
@@ -264,8 +265,9 @@ def test_checkpoint_guards_name_the_invariant_view():
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-def test_hybrid_traced_export_matches_eager(dim):
-    net = _hybrid(dim)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_hybrid_traced_export_matches_eager(dim, stride):
+    net = _hybrid(dim, harmonic_map_stride=stride)
     wrapped = RotatedReconstruction(net, _rot(dim, 1, 6)[0]).eval()
     x = _image(net)
     traced = torch.jit.trace(wrapped, x)
@@ -280,6 +282,10 @@ def test_hybrid_traced_export_matches_eager(dim):
         (dict(partition="learned", mask_gate="gumbel"), "needs mask_gate 'ste'.*got mask_gate 'gumbel'"),
         (dict(harmonic_invariant="cartesian"),
          r"harmonic_invariant must be one of \('harmonic', 'map'\), got 'cartesian'"),
+        (dict(harmonic_map_stride=3), r"harmonic_map_stride \(3\) must divide every size of the \(8, 8\) latent grid"),
+        (dict(harmonic_map_stride=0), "harmonic_map_stride must be an int >= 1, got 0"),
+        (dict(harmonic_map_stride=2, harmonic_invariant="harmonic"),
+         "harmonic_map_stride 2 pools the map view of the hybrid latent and needs harmonic_invariant 'map'"),
     ],
 )
 def test_hybrid_bad_settings_are_named(kwargs, match):
@@ -291,3 +297,37 @@ def test_hybrid_malformed_latent_is_named():
     net = _hybrid(2)
     with pytest.raises(ValueError, match=r"hybrid harmonic latent must have shape \(B, L, 27 \+ 64\)"):
         net.decode(torch.zeros(1, 4, 90))
+
+
+# ---- the pooled map view (harmonic_map_stride) ----------------------------------------------------------------
+@pytest.mark.parametrize("dim", [2, 3])
+def test_pooled_map_view_is_the_average_pooled_feature_map(dim):
+    net = _hybrid(dim, harmonic_map_stride=2)
+    x = _image(net)
+    pooled = tuple(n // 2 for n in _grid(net))
+    with torch.no_grad():
+        z = net.encode(x)
+        feat = net.encode[:-1](x)
+        coeff = HarmonicAnalysis.forward(net.encode.harmonic, feat)  # the rings still sample the full map
+    pool = torch.nn.functional.avg_pool2d if dim == 2 else torch.nn.functional.avg_pool3d
+    s = 3 * _MODES[dim]
+    assert z.shape == (2, 4, s + math.prod(pooled))
+    assert net.latent_numel() == 4 * (s + math.prod(pooled))
+    torch.testing.assert_close(z[..., :s].reshape(2, 4, 3, -1), coeff)
+    torch.testing.assert_close(z[..., s:].reshape(2, 4, *pooled), pool(feat, 2))
+    with torch.no_grad():  # the decoder reads an invariant channel's pooled map, brought back by nearest upsampling
+        rendered = net.latent_map(z)
+    up = torch.nn.functional.interpolate(pool(feat, 2), scale_factor=2, mode="nearest")
+    torch.testing.assert_close(rendered[:, 2:], up[:, 2:])
+    assert rendered.shape == (2, 4, *_grid(net))
+
+
+def test_checkpoint_guard_names_the_map_stride():
+    pooled, full = _hybrid(2, harmonic_map_stride=2), _hybrid(2)
+    with pytest.raises(RuntimeError, match="harmonic_map_stride 2 but this network's is 1; set harmonic_map_stride: 2"):
+        full.load_state_dict(pooled.state_dict())
+    with pytest.raises(RuntimeError, match="harmonic_map_stride 1 but this network's is 2; set harmonic_map_stride: 1"):
+        pooled.load_state_dict(full.state_dict())
+    state = full.state_dict()
+    state["encode.harmonic.invariant_map"] = torch.ones(1)  # a hybrid checkpoint from before the entry
+    _hybrid(2).load_state_dict(state)

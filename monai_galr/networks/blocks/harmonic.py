@@ -38,6 +38,7 @@ __all__ = [
     "HybridSynthesis",
     "HybridAction",
     "harmonic_latent_numel",
+    "map_shape",
     "INVARIANT_VIEWS",
 ]
 
@@ -332,35 +333,72 @@ class HarmonicAction(nn.Module):
 #
 # A fixed background (a block in front of a digit, anatomy around an organ) has sharp edges at fixed positions that
 # the few angular modes of a ring / shell cannot hold; an invariant channel need not be rotated, so it can keep the
-# feature map itself.  Every channel carries both views, ``z = [coefficients (S*M) | map (prod(latent_shape))]``
-# along the last axis, ``(B, L, S*M + G)``, because the split is learned: the decoder reads the coefficients of the
-# varying channels and the map of the invariant ones (the ALD mask, exactly 0/1 in the forward pass, its
-# straight-through gradient backward).  What the decoder reads under the hard mask is ``L_v S M + L_i G`` numbers.
+# feature map itself.  Every channel carries both views, ``z = [coefficients (S*M) | map (G)]`` along the last axis,
+# ``(B, L, S*M + G)``, because the split is learned: the decoder reads the coefficients of the varying channels and
+# the map of the invariant ones (the ALD mask, exactly 0/1 in the forward pass, its straight-through gradient
+# backward).  What the decoder reads under the hard mask is ``L_v S M + L_i G`` numbers.  The map view is the
+# feature map itself (``G = prod(latent_shape)``) or, with ``map_stride`` s > 1, average-pooled by s (``G / s^d``):
+# the rings / shells then sample a fine feature map while the invariant channels stay within the latent budget.
+
+
+def map_shape(latent_shape: Sequence[int], map_stride: int) -> tuple[int, ...]:
+    """The grid of the hybrid latent's map view: the latent grid divided by ``map_stride`` (checked)."""
+    stride = _positive_int(map_stride, "harmonic_map_stride")
+    shape = tuple(int(n) for n in latent_shape)
+    if any(n % stride for n in shape):
+        raise ValueError(
+            f"harmonic_map_stride ({stride}) must divide every size of the {shape} latent grid (the image size over "
+            f"the network's total stride), got {map_stride!r}."
+        )
+    return tuple(n // stride for n in shape)
 
 
 class HybridAnalysis(HarmonicAnalysis):
-    """Feature map ``(B, L, *latent_shape)`` -> ``(B, L, S*M + G)``: the harmonic coefficients, then the map."""
+    """Feature map ``(B, L, *latent_shape)`` -> ``(B, L, S*M + G)``: the harmonic coefficients, then the map.
 
-    def __init__(self, *args, **kwargs) -> None:
+    Args:
+        map_stride: the map view is the feature map average-pooled by this factor (``G = prod(latent_shape) /
+            map_stride^d``; 1: the map itself), so that the rings / shells can sample a fine feature map while the
+            invariant channels stay within the latent budget.
+        other arguments: as :class:`HarmonicAnalysis`.
+    """
+
+    def __init__(self, *args, map_stride: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # persistent: tells a hybrid checkpoint from a harmonic one of the same geometry (checked on load)
-        self.register_buffer("invariant_map", torch.ones(1))
+        self.map_shape = map_shape(self.latent_shape, map_stride)
+        self.map_stride = int(map_stride)
+        # persistent: tells a hybrid checkpoint from a harmonic one of the same geometry, and holds the map stride
+        # (checked on load; checkpoints from before the entry hold 1)
+        self.register_buffer("invariant_map", torch.full((1,), float(self.map_stride)))
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         coeff = super().forward(feat)
+        if self.map_stride > 1:
+            pool = F.avg_pool2d if self.spatial_dims == 2 else F.avg_pool3d
+            feat = pool(feat, self.map_stride)
         return torch.cat([coeff.flatten(2), feat.flatten(2)], -1)
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        theirs = state_dict.get(prefix + "invariant_map")
+        if theirs is not None and theirs.numel() == 1 and int(theirs.item()) != self.map_stride:
+            error_msgs.append(
+                f"the checkpoint's hybrid latent holds the map view at harmonic_map_stride {int(theirs.item())} but "
+                f"this network's is {self.map_stride}; set harmonic_map_stride: {int(theirs.item())}."
+            )
+            return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
-def _hybrid_views(z: torch.Tensor, radii: int, dim: int, latent_shape: Sequence[int]):
-    """``(coefficients (B, L, S, M), map (B, L, *latent_shape))`` of a hybrid latent ``(B, L, S*M + G)``."""
-    s, g = radii * dim, math.prod(latent_shape)
+
+def _hybrid_views(z: torch.Tensor, radii: int, dim: int, grid: Sequence[int]):
+    """``(coefficients (B, L, S, M), map (B, L, *grid))`` of a hybrid latent ``(B, L, S*M + G)``."""
+    s, g = radii * dim, math.prod(grid)
     if z.ndim != 3 or z.shape[-1] != s + g:
         raise ValueError(
             f"a hybrid harmonic latent must have shape (B, L, {s} + {g}) (coefficients of {radii} rings / shells x "
-            f"{dim}, then the {tuple(latent_shape)} map), got {tuple(z.shape)}."
+            f"{dim}, then the {tuple(grid)} map), got {tuple(z.shape)}."
         )
     b, c = z.shape[:2]
-    return z[..., :s].reshape(b, c, radii, dim), z[..., s:].reshape(b, c, *latent_shape)
+    return z[..., :s].reshape(b, c, radii, dim), z[..., s:].reshape(b, c, *grid)
 
 
 class HybridSynthesis(HarmonicSynthesis):
@@ -370,17 +408,23 @@ class HybridSynthesis(HarmonicSynthesis):
         mask: a callable returning the ``(L,)`` ALD mask of the forward pass (``ALD.mask``; deterministic: the
             hybrid latent needs the straight-through gate).  Kept as a plain attribute, not a submodule, so the
             network's ``ald`` is not registered twice.
+        map_stride: as :class:`HybridAnalysis`; a pooled map is brought back to the latent grid by nearest
+            upsampling (the decoder's convolutions that follow refine it).
         other arguments: as :class:`HarmonicSynthesis`.
     """
 
-    def __init__(self, *args, mask=None, **kwargs) -> None:
+    def __init__(self, *args, mask=None, map_stride: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if mask is None or not callable(mask):
             raise ValueError("HybridSynthesis needs mask, a callable returning the (L,) ALD mask.")
         self.mask = mask
+        self.map_shape = map_shape(self.latent_shape, map_stride)
+        self.map_stride = int(map_stride)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        coeff, feat = _hybrid_views(z, self.radii, self.basis.shape[0], self.latent_shape)
+        coeff, feat = _hybrid_views(z, self.radii, self.basis.shape[0], self.map_shape)
+        if self.map_stride > 1:
+            feat = F.interpolate(feat, scale_factor=self.map_stride, mode="nearest")
         m = self.mask().to(z.dtype).view(1, -1, *([1] * self.spatial_dims))
         return m * super().forward(coeff) + (1 - m) * feat
 
@@ -394,20 +438,21 @@ class HybridAction(nn.Module):
 
     Args:
         spatial_dims / degree: as :class:`HarmonicAction`.
-        radii / latent_shape: the layout of the latent (see :class:`HybridAnalysis`).
+        radii / map_shape: the layout of the latent (see :class:`HybridAnalysis`; ``map_shape`` is the grid of the
+            map view, the latent grid divided by ``harmonic_map_stride``).
     """
 
-    def __init__(self, spatial_dims: int, degree: int, radii: int, latent_shape: Sequence[int]) -> None:
+    def __init__(self, spatial_dims: int, degree: int, radii: int, map_shape: Sequence[int]) -> None:
         super().__init__()
         self.harmonic = HarmonicAction(spatial_dims, degree)
         self.grid = GridRotation(spatial_dims)
-        self.radii, self.latent_shape = int(radii), tuple(int(n) for n in latent_shape)
+        self.radii, self.map_shape = int(radii), tuple(int(n) for n in map_shape)
 
     def forward(self, z: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-        coeff, feat = _hybrid_views(z, self.radii, self.harmonic.dim, self.latent_shape)
+        coeff, feat = _hybrid_views(z, self.radii, self.harmonic.dim, self.map_shape)
         coeff = self.harmonic(coeff, rotation)
         feat = self.grid(feat, rotation.to(z.dtype).expand(z.shape[0], -1, -1))  # affine_grid: one matrix per image
         return torch.cat([coeff.flatten(2), feat.flatten(2)], -1)
 
     def extra_repr(self) -> str:
-        return f"radii={self.radii}, latent_shape={self.latent_shape}"
+        return f"radii={self.radii}, map_shape={self.map_shape}"

@@ -65,6 +65,9 @@ class GroupActionAutoEncoder(AutoEncoder):
             coefficients and its Cartesian feature map, ``(B, L, S*M + G)``; the decoder reads the coefficients of
             the varying channels and the map of the invariant ones, so a fixed background keeps its resolution;
             needs ``mask_gate="ste"``).
+        harmonic_map_stride: the hybrid latent's map view is the feature map average-pooled by this factor (1: the
+            map itself; it must divide the latent grid), e.g. strides ``[1, 1]`` for the rings with the map at half
+            the resolution; only with ``harmonic_invariant="map"``.
         tau: ALD threshold in (0, 1).
         varying_fraction: varying share of the channels for ``partition="manual"``.
         alpha_init / alpha_init_std: initial ALD logits (``alpha_init_at``: ``"threshold"``, an offset from the
@@ -126,6 +129,7 @@ class GroupActionAutoEncoder(AutoEncoder):
         harmonic_angles: int | None = None,
         harmonic_max_radius: float | None = None,
         harmonic_invariant: str = "harmonic",
+        harmonic_map_stride: int = 1,
     ) -> None:
         if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}.")
@@ -166,6 +170,12 @@ class GroupActionAutoEncoder(AutoEncoder):
         if harmonic_invariant not in INVARIANT_VIEWS:
             raise ValueError(f"harmonic_invariant must be one of {INVARIANT_VIEWS}, got {harmonic_invariant!r}.")
         self.harmonic_invariant = harmonic_invariant
+        self.harmonic_map_stride = harmonic_map_stride
+        if harmonic_map_stride != 1 and self.harmonic_invariant != "map":
+            raise ValueError(
+                f"harmonic_map_stride {harmonic_map_stride!r} pools the map view of the hybrid latent and needs "
+                f"harmonic_invariant 'map', got harmonic_invariant {harmonic_invariant!r} (leave it at 1)."
+            )
         if self.harmonic_invariant == "map":
             if self.action_name != "harmonic":
                 raise ValueError(
@@ -202,8 +212,10 @@ class GroupActionAutoEncoder(AutoEncoder):
         degree = modes if self.dimensions == 2 else lmax
         geometry = (self.dimensions, latent_shape, radii, degree, angles, max_radius)
         if self.harmonic_invariant == "map":
-            analysis, synthesis = HybridAnalysis(*geometry), HybridSynthesis(*geometry, mask=self.ald.mask)
-            self.action = HybridAction(self.dimensions, degree, analysis.radii, latent_shape)
+            stride = self.harmonic_map_stride
+            analysis = HybridAnalysis(*geometry, map_stride=stride)
+            synthesis = HybridSynthesis(*geometry, mask=self.ald.mask, map_stride=stride)
+            self.action = HybridAction(self.dimensions, degree, analysis.radii, analysis.map_shape)
         else:
             analysis, synthesis = HarmonicAnalysis(*geometry), HarmonicSynthesis(*geometry)
             self.action = HarmonicAction(self.dimensions, degree)
