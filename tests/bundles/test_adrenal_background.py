@@ -88,12 +88,16 @@ def test_background_that_does_not_match_the_volume(tmp_path, tiny_data):
     assert isinstance(exc, ValueError) and "spatial shape [12, 12, 12]" in str(exc) and "[16, 16, 16]" in str(exc)
 
 
-def test_background_overlay_holds_the_logits_for_its_iterations(tmp_path, tiny_data):
-    """0.4.2: the overlay replaces train.yaml's one-epoch hold by 200 iterations, and the trainer receives them."""
+def test_background_overlay_uses_the_hybrid_latent_without_a_hold(tmp_path, tiny_data):
+    """0.4.4: the overlay trains the hybrid latent, every loss term reaching the logits, without train.yaml's
+    one-epoch hold, and the network and trainer receive it."""
     parser = _parser(tmp_path, tiny_data)
     parser.parse()
     trainer = parser.get_parsed_content("train#trainer")
-    assert (trainer.mask_warmup_epochs, trainer.mask_warmup_iterations) == (0, 200)
+    assert (trainer.mask_warmup_epochs, trainer.mask_warmup_iterations) == (0, 0)
+    assert trainer.mask_loss_terms is None  # every term
+    net = parser.get_parsed_content("network_def")
+    assert net.harmonic_invariant == "map" and hasattr(net.encode.harmonic, "invariant_map")
     plain = ConfigParser()
     plain.read_config(TRAIN[0])
     assert (plain["mask_warmup_epochs"], plain["mask_warmup_iterations"]) == (1, 0)
