@@ -63,6 +63,7 @@ __all__ = [
     "sampler",
     "handler_list",
     "init_distributed",
+    "close_distributed",
     "key_metric",
     "local_device",
     "loss_terms",
@@ -347,6 +348,16 @@ def init_distributed(distributed: bool, device) -> bool:
         torch.cuda.set_device(device)
     ignite.distributed.sync()
     return True
+
+
+def close_distributed() -> None:
+    """Leave the process group, if there is one: every rank first waits at a barrier, then destroys it.  Without the
+    barrier a rank that is done (rank 1 skips the checkpoint and file writing of rank 0) exits and closes its gloo
+    connections while rank 0 still holds them, and gloo aborts rank 0 (SIGABRT, "Connection closed by peer")."""
+    if not torch.distributed.is_initialized():
+        return
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def network_on(network_def: torch.nn.Module, device, distributed: bool = False) -> torch.nn.Module:
