@@ -1,7 +1,8 @@
 """Regression of the shipped weights: each bundle's ``models/model.pt`` reproduces its documented subset figures.
 
 Each bundle's ``evaluating`` runner (``train.yaml`` + ``evaluate.yaml``, the fixed seeded rotations of the protocol)
-runs on a small fixed subset of a test split (``tests/resources/shipped_weights_subset.json``: the overrides that
+and, for an overlay's own shipped weights (``rotated_mnist_so2:blocked``: ``blocked.yaml`` and ``models/blocked``),
+``train.yaml`` + the overlay + ``evaluate.yaml``, runs on a small fixed subset of a test split (``tests/resources/shipped_weights_subset.json``: the overrides that
 select it, the figures measured once and the command that measured them) with the shipped weights copied under
 ``tmp_path``.  The test fails when
 
@@ -35,7 +36,8 @@ from monai.bundle import run
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "tests" / "resources" / "shipped_weights_subset.json"
 TOLERANCE_DB = 0.5
-BUNDLES = ("rotated_mnist_so2", "adrenal_ct_so3", "brain_mri_so3")
+# <bundle> or <bundle>:<overlay> (the overlay's config file and its own weights, see _case)
+BUNDLES = ("rotated_mnist_so2", "rotated_mnist_so2:blocked", "adrenal_ct_so3", "brain_mri_so3")
 
 pytestmark = [pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -47,6 +49,14 @@ def _reference(name: str) -> dict:
     return json.loads(REFERENCE.read_text())["bundles"][name]
 
 
+def _case(name: str) -> tuple[str, list[str], str]:
+    """The bundle, its config files and the weights (relative to the bundle) of a reference entry ``name``."""
+    bundle, _, overlay = name.partition(":")
+    overlays = [f"{overlay}.yaml"] if overlay else []
+    model = f"models/{overlay}/model.pt" if overlay else "models/model.pt"
+    return bundle, ["train.yaml", *overlays, "evaluate.yaml"], model
+
+
 def evaluate_shipped(name: str, root: Path, monkeypatch, baselines,
                      replace: Callable | None = None) -> tuple[dict, dict]:
     """Run the bundle's ``evaluating`` runner on the reference subset; the metrics JSON and the batches seen.
@@ -54,16 +64,17 @@ def evaluate_shipped(name: str, root: Path, monkeypatch, baselines,
     ``replace(image, target, pred) -> pred`` stands in for the network's output (a fake network) before the metrics.
     """
     ref = _reference(name)
-    configs = REPO / "bundles" / name / "configs"
-    (root / "models").mkdir(parents=True)
-    shutil.copy(REPO / "bundles" / name / "models" / "model.pt", root / "models" / "model.pt")
+    bundle, config_files, model = _case(name)
+    configs = REPO / "bundles" / bundle / "configs"
+    (root / model).parent.mkdir(parents=True)
+    shutil.copy(REPO / "bundles" / bundle / model, root / model)
     seen = baselines.record(monkeypatch, replace)  # tests/bundles/conftest.py
     overrides = {k: (str(root / v[len("<tmp>/"):]) if isinstance(v, str) and v.startswith("<tmp>/") else v)
                  for k, v in ref["overrides"].items()}
-    run(run_id="evaluating", config_file=[str(configs / "train.yaml"), str(configs / "evaluate.yaml")],
+    run(run_id="evaluating", config_file=[str(configs / f) for f in config_files],
         meta_file=str(configs / "metadata.json"), logging_file=False, bundle_root=str(root),
         device="$torch.device('cpu')", **overrides)
-    reports = [json.loads(p.read_text()) for p in sorted((root / "eval").glob("metrics*.json"))]
+    reports = [json.loads(p.read_text()) for p in sorted((root / "eval").rglob("metrics*.json"))]
     reports = [r for r in reports if "test_psnr" in r.get("metrics", {})]
     assert len(reports) == 1, f"expected one metrics report under {root / 'eval'}, got {len(reports)}"
     return reports[0], {k: torch.cat(v) for k, v in seen.items()}
@@ -72,8 +83,9 @@ def evaluate_shipped(name: str, root: Path, monkeypatch, baselines,
 
 
 def _shipped(name: str) -> None:
-    if not (REPO / "bundles" / name / "models" / "model.pt").is_file():
-        pytest.skip(f"bundles/{name}/models/model.pt is not present")
+    bundle, _, model = _case(name)
+    if not (REPO / "bundles" / bundle / model).is_file():
+        pytest.skip(f"bundles/{bundle}/{model} is not present")
 
 
 @pytest.mark.parametrize("name", BUNDLES)
