@@ -60,16 +60,9 @@ class GroupActionTrainer(SupervisedTrainer):
         mask_warmup_iterations: the same hold counted in iterations (``engine.state.iteration``, over all epochs):
             the logits are held while either warm-up lasts; a fraction of an epoch where one whole epoch of the
             initial split costs too much (e.g. a fixed background that the all-varying start cannot hold); 0: off.
-        mask_freeze_epoch: the logits learn up to and including this epoch and stay where they are from the next one
-            on (their gradient is dropped, as in the warm-up), so the network trains the remaining epochs against a
-            split that no longer changes; 0: off (the logits learn in every epoch, the paper).  A logit that sits
-            on the threshold makes its channel switch between the two views whenever it crosses (the decoder is
-            adapted to the side it left, so the straight-through gradient pushes it back): the freeze ends that
-            chatter.  Must be later than ``mask_warmup_epochs``.
 
     Raises:
-        ValueError: ``alpha_grad_interval``, ``mask_warmup_epochs``, ``mask_warmup_iterations`` or
-            ``mask_freeze_epoch`` is not an int >= 0, or ``mask_freeze_epoch`` is not after ``mask_warmup_epochs``;
+        ValueError: ``alpha_grad_interval``, ``mask_warmup_epochs`` or ``mask_warmup_iterations`` is not an int >= 0;
             ``mask_loss_terms`` names a term that is not one of ``ALPHA_GRAD_TERMS`` or is empty.
     """
 
@@ -82,22 +75,15 @@ class GroupActionTrainer(SupervisedTrainer):
         mask_loss_terms: list[str] | tuple[str, ...] | None = None,
         mask_warmup_epochs: int = 0,
         mask_warmup_iterations: int = 0,
-        mask_freeze_epoch: int = 0,
         **kwargs: Any,
     ) -> None:
         for name, value in (
             ("alpha_grad_interval", alpha_grad_interval),
             ("mask_warmup_epochs", mask_warmup_epochs),
             ("mask_warmup_iterations", mask_warmup_iterations),
-            ("mask_freeze_epoch", mask_freeze_epoch),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0 (0: off), got {value!r}.")
-        if mask_freeze_epoch and mask_freeze_epoch <= mask_warmup_epochs:
-            raise ValueError(
-                f"mask_freeze_epoch ({mask_freeze_epoch}) must be after mask_warmup_epochs ({mask_warmup_epochs}): "
-                "the logits would never learn; set mask_freeze_epoch to 0 (off) or later than the warm-up."
-            )
         if isinstance(mask_loss_terms, str) and mask_loss_terms.lower() in ("all", "null", "none"):
             mask_loss_terms = None  # the command line's spellings of "every term"
         if mask_loss_terms is not None:
@@ -116,7 +102,6 @@ class GroupActionTrainer(SupervisedTrainer):
         self.mask_loss_terms = mask_loss_terms
         self.mask_warmup_epochs = mask_warmup_epochs
         self.mask_warmup_iterations = mask_warmup_iterations
-        self.mask_freeze_epoch = mask_freeze_epoch
         self.state.alpha_grad = None
         core = unwrap(self.network)
         if getattr(self.loss_function, "mask_gradient", None) == "two_sided" and not getattr(
@@ -196,9 +181,8 @@ class GroupActionTrainer(SupervisedTrainer):
             if alpha is None:
                 return
             warm = engine.state.epoch <= engine.mask_warmup_epochs
-            frozen = 0 < engine.mask_freeze_epoch < engine.state.epoch
-            if warm or frozen or engine.state.iteration <= engine.mask_warmup_iterations:
-                alpha.grad = None  # warm-up / freeze: the optimizer skips the logits
+            if warm or engine.state.iteration <= engine.mask_warmup_iterations:
+                alpha.grad = None  # warm-up: the optimizer skips the logits
             elif mask_grad[0] is not None:
                 alpha.grad = mask_grad[0] * scale
 

@@ -247,36 +247,7 @@ def test_mask_warmup_iterations_hold_the_logits_for_that_many_steps():
     assert not torch.equal(after[6], after[4])
 
 
-@pytest.mark.parametrize("terms", [["loss_i", "loss_v"], None])
-def test_mask_freeze_epoch_stops_the_logits_after_that_epoch(terms):
-    """The logits learn in epochs 1-2 and stay from epoch 3 on, while the rest keeps training (either gradient path)."""
-    set_determinism(seed=0)
-    net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, alpha_init=1.0)
-    start = net.ald.alpha.detach().clone()
-    trainer = _two_sided_trainer(net, max_epochs=4, mask_freeze_epoch=2)
-    trainer.mask_loss_terms = None if terms is None else tuple(terms)
-    after_epoch, weights = {}, {}
-    first_weight = next(net.encode.parameters())
-    from ignite.engine import Events
-
-    def keep(e):
-        after_epoch[e.state.epoch] = net.ald.alpha.detach().clone()
-        weights[e.state.epoch] = first_weight.detach().clone()
-
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, keep)
-    trainer.run()
-    assert not torch.equal(after_epoch[1], start) and not torch.equal(after_epoch[2], after_epoch[1])  # learning
-    assert torch.equal(after_epoch[3], after_epoch[2]) and torch.equal(after_epoch[4], after_epoch[2])  # frozen
-    assert not torch.equal(weights[4], weights[2])  # the network trained on
-
-
-def test_mask_freeze_epoch_must_follow_the_warmup():
-    with pytest.raises(ValueError, match=r"mask_freeze_epoch \(2\) must be after mask_warmup_epochs \(2\)"):
-        _bare_trainer(mask_freeze_epoch=2, mask_warmup_epochs=2)
-    assert _bare_trainer(mask_freeze_epoch=3, mask_warmup_epochs=2).mask_freeze_epoch == 3
-
-
-@pytest.mark.parametrize("name", ["mask_warmup_epochs", "mask_warmup_iterations", "mask_freeze_epoch"])
+@pytest.mark.parametrize("name", ["mask_warmup_epochs", "mask_warmup_iterations"])
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
 def test_bad_mask_warmup(name, bad):
     with pytest.raises(ValueError, match=f"{name} must be an int >= 0"):
