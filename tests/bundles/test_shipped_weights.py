@@ -1,10 +1,10 @@
 """Regression of the shipped weights: each bundle's ``models/model.pt`` reproduces its documented subset figures.
 
-Each bundle's ``evaluating`` runner (``train.yaml`` + ``evaluate.yaml``, the fixed seeded rotations of the protocol)
-and, for an overlay's own shipped weights (``rotated_mnist_so2:blocked``: ``blocked.yaml`` and ``models/blocked``),
-``train.yaml`` + the overlay + ``evaluate.yaml``, runs on a small fixed subset of a test split (``tests/resources/shipped_weights_subset.json``: the overrides that
-select it, the figures measured once and the command that measured them) with the shipped weights copied under
-``tmp_path``.  The test fails when
+Each bundle's ``evaluating`` runner (``train.yaml`` + ``evaluate.yaml``, the fixed seeded rotations of the protocol;
+for an overlay's own shipped weights, e.g. ``rotated_mnist_so2:blocked``, ``train.yaml`` + ``blocked.yaml`` +
+``evaluate.yaml`` on ``models/blocked/model.pt``) runs on a small fixed subset of a test split
+(``tests/resources/shipped_weights_subset.json``: the overrides that select it, the figures measured once and the
+command that measured them) with the shipped weights copied under ``tmp_path``.  The test fails when
 
 - the rotated or identity PSNR moves more than 0.5 dB from the recorded figure (a changed network, loader, transform
   or metric), or falls under the bundle's absolute floor;
