@@ -57,10 +57,10 @@ def test_probe_runner(trained):
 
 
 def test_figure_runners_with_blocked_overlay(trained):
-    # blocked.yaml pins the grid network of 0.2.0 (its shipped weights); the model trained here is train.yaml's network
-    base = ConfigParser.load_config_file(TRAIN)
-    net = {"action": base["action"], "latent_channels": base["latent_channels"]}
-    assert ConfigParser.load_config_file(BLOCKED)["action"] != net["action"]  # else this override is not needed
+    # blocked.yaml sets its own network (the hybrid latent, 0.4.4); the model trained here is train.yaml's network
+    base, blocked = ConfigParser.load_config_file(TRAIN), ConfigParser.load_config_file(BLOCKED)
+    net = {k: base[k] for k in ("action", "channels", "latent_channels", "harmonic_invariant", "harmonic_map_stride")}
+    assert any(k in blocked and blocked[k] != v for k, v in net.items())  # else these overrides are not needed
     out = trained / "blocked_eval"
     for run_id in ("error_maps", "latent_swap", "latent_magnitudes"):
         _run(run_id, [TRAIN, BLOCKED, EVALUATE], trained, ckpt_path=str(trained / "models" / "model.pt"), **net,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from monai.bundle import run, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigParser, run, verify_metadata, verify_net_in_out
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "rotated_mnist_so2" / "configs"
@@ -33,6 +33,9 @@ TINY = {"max_train": 32, "max_val": 16, "max_test": 16, "num_threads": 1, "batch
 # the end-to-end model: 4 iterations x 6 epochs (~5 s more than one epoch on 32 digits), 16-17 dB on the 16 test
 # items, where the best trivial prediction (each target's mean) scores 11.6 dB and the untrained network about 6 dB
 E2E = {"max_train": 64, "max_epochs": 6, "val_interval": 3}
+# the blocked grid network of 0.2.0-0.4.3 (models/blocked_grid/model.pt), the overrides blocked.yaml's header names
+BLOCKED_GRID = {"action": "grid", "latent_channels": 32, "channels": [32, 64], "harmonic_invariant": "harmonic",
+                "harmonic_map_stride": 1}
 MARGIN_DB = 2.0
 FLOOR_DB = 13.0
 
@@ -164,17 +167,20 @@ def test_blocked_overlay_trains(tmp_path):
 
 
 def test_blocked_overlay_with_the_hybrid_latent_trains_and_evaluates(tmp_path):
-    """``--harmonic_invariant map`` reaches the network: the checkpoint holds the hybrid latent, evaluation loads it."""
+    """blocked.yaml's hybrid latent (0.4.4) reaches the network: the checkpoint holds it, evaluation loads it, and a
+    grid-view config is told which entry to set (tiny: strides [2, 1], 4 channels)."""
     import torch
 
-    hybrid = {"action": "harmonic", "strides": [2, 1], "latent_channels": 4, "harmonic_invariant": "map"}
+    assert ConfigParser.load_config_file(BLOCKED)["harmonic_invariant"] == "map"
+    hybrid = {"strides": [2, 1], "latent_channels": 4}
     _train(tmp_path, [TRAIN, BLOCKED], **hybrid)
     state = torch.load(tmp_path / "models" / "blocked" / "model.pt", weights_only=True)
     assert "encode.harmonic.invariant_map" in state
     _run("evaluating", [TRAIN, BLOCKED, EVALUATE], tmp_path, **hybrid)
     data = json.loads((tmp_path / "eval" / "blocked" / "metrics_uniform.json").read_text())
     assert math.isfinite(data["metrics"]["test_psnr"])
-    text = _failure("evaluating", [TRAIN, BLOCKED, EVALUATE], tmp_path, **{**hybrid, "harmonic_invariant": "harmonic"})
+    text = _failure("evaluating", [TRAIN, BLOCKED, EVALUATE], tmp_path, **{**hybrid, "harmonic_invariant": "harmonic",
+                                                                           "harmonic_map_stride": 1})
     assert "set harmonic_invariant: map" in text
 
 
@@ -251,10 +257,11 @@ def test_network_matches_metadata_shapes():
     [
         ([TRAIN], {}, "model.pt"),  # 0.3.0: the harmonic network
         ([TRAIN], {"action": "grid", "latent_channels": 32}, "grid/model.pt"),  # 0.2.0 grid weights, as the docs say
-        ([TRAIN, BLOCKED], {}, "blocked/model.pt"),  # blocked.yaml pins the grid network and its weights
+        ([TRAIN, BLOCKED], {}, "blocked/model.pt"),  # 0.4.4: blocked.yaml's hybrid network and its weights
+        ([TRAIN, BLOCKED], BLOCKED_GRID, "blocked_grid/model.pt"),  # 0.2.0-0.4.3 blocked grid weights, as blocked.yaml says
         ([TRAIN, INFERENCE], {}, "model.pt"),  # the inference pair: inference.yaml is an overlay on train.yaml
     ],
-    ids=["default", "grid", "blocked", "inference"],
+    ids=["default", "grid", "blocked", "blocked_grid", "inference"],
 )
 def test_shipped_weights_load_into_their_configs(files, overrides, weights):
     """Each shipped weights file loads strictly (weights_only) into the network its documented config builds."""
@@ -271,6 +278,7 @@ def test_shipped_weights_load_into_their_configs(files, overrides, weights):
     load_network_weights(net, str(REPO / "bundles" / "rotated_mnist_so2" / "models" / weights), map_location="cpu")
     expect = overrides.get("action") or parser["action"]
     assert net.is_harmonic == (expect == "harmonic")
+    assert net.harmonic_invariant == (overrides.get("harmonic_invariant") or parser["harmonic_invariant"])
     net.eval()
     with torch.no_grad():
         y = net(torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)))
