@@ -46,6 +46,13 @@ class GroupActionLoss(nn.Module):
       explains the rotated encoding better than leaving it alone, and to "invariant" where it does not change
       under rotation but the action would move it — a consistent, data-driven signal for every channel.
 
+    With ``pred_switch`` (the network's ``mask_switch_images``: the first ``N`` images decoded once per channel with
+    that channel's state switched) the reconstruction reaches the logits through the switch instead of the
+    straight-through linearisation: ``L_rec`` gains ``sum_c (M_c - sg[M_c]) * Delta_c``, exactly zero in value, with
+    ``Delta_c = L_rec(M_c = 1) - L_rec(M_c = 0)`` estimated on those ``N`` images, so logit ``c`` receives
+    ``Delta_c * dM_c/dalpha_c``: the reconstruction error's actual change between its two states.  Needs
+    ``"two_sided"`` (the one-sided latent terms would reach the logits through the prediction's mask).
+
     Args:
         lambda_r / lambda_i / lambda_v: non-negative weights (0 disables a term, as in the paper's ablation).
         lambda_s: weight of the sparsity prior, in [0, 10] (0: the paper's loss).
@@ -95,7 +102,7 @@ class GroupActionLoss(nn.Module):
     def from_outputs(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss of the network's training pass: ``outputs`` is ``GroupActionAutoEncoder(x, R, target)``'s dict."""
         return self(outputs["pred"], target, outputs["z"], outputs["z_target"], outputs["z_acted"], outputs["mask"],
-                    z_rotated=outputs.get("z_rotated"))
+                    z_rotated=outputs.get("z_rotated"), pred_switch=outputs.get("pred_switch"))
 
     @staticmethod
     def _check(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
@@ -111,6 +118,7 @@ class GroupActionLoss(nn.Module):
         z_acted: torch.Tensor,
         mask: torch.Tensor,
         z_rotated: torch.Tensor | None = None,
+        pred_switch: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute the loss.
 
@@ -123,6 +131,8 @@ class GroupActionLoss(nn.Module):
             mask: ``(L,)`` ALD mask (1 = varying); may carry the straight-through gradient.
             z_rotated: ``Phi^v_R(E(x))`` on every channel (same shape as ``z``); needed by ``"two_sided"``,
                 ignored by ``"one_sided"``.
+            pred_switch: ``(N, L, C, *spatial)``, the first ``N`` images of the batch decoded with channel ``c``'s
+                state switched (see above), or ``None`` (the straight-through estimator).
         """
         self._check(pred, target, "reconstruction")
         self._check(z, z_target, "latent")
@@ -149,8 +159,36 @@ class GroupActionLoss(nn.Module):
         else:
             loss_i = torch.mean(((1 - m) * (z.float() - z_t)) ** 2)
             loss_v = torch.mean((m * (z_acted.float() - z_t)) ** 2)
+        if pred_switch is not None:
+            loss_r = loss_r + self._switch_term(pred, target, mask, pred_switch)
         loss_s = mask.to(torch.float32).mean()
         total = self.lambda_r * loss_r + self.lambda_i * loss_i + self.lambda_v * loss_v
         if self.lambda_s > 0:
             total = total + self.lambda_s * loss_s
         return {"loss": total, "loss_r": loss_r, "loss_i": loss_i, "loss_v": loss_v, "loss_s": loss_s}
+
+    def _switch_term(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, pred_switch: torch.Tensor
+    ) -> torch.Tensor:
+        """``sum_c (M_c - sg[M_c]) * Delta_c``: zero in value, the switch's change of ``L_rec`` as the logits' gradient."""
+        if self.mask_gradient != "two_sided":
+            raise ValueError(
+                "pred_switch (mask_switch_images > 0) needs mask_gradient='two_sided': the one-sided latent terms "
+                "reach the logits through the prediction's mask, which the switched pass renders without gradient."
+            )
+        n, num = pred_switch.shape[0], mask.shape[0]
+        if pred_switch.ndim != pred.ndim + 1 or pred_switch.shape[1] != num or pred_switch.shape[2:] != pred.shape[1:] \
+                or not 1 <= n <= pred.shape[0]:
+            raise ValueError(
+                f"pred_switch must be (N, {num}, *{tuple(pred.shape[1:])}) with 1 <= N <= {pred.shape[0]}, got "
+                f"{tuple(pred_switch.shape)}."
+            )
+        dims = list(range(1, pred.ndim))
+        tgt = target[:n].float()
+        err_now = torch.mean((pred[:n].detach().float() - tgt) ** 2, dim=dims)  # (N,)
+        err_switch = torch.mean((pred_switch.float() - tgt[:, None]) ** 2, dim=[d + 1 for d in dims])  # (N, L)
+        hard = mask.detach().float()
+        # L(M_c = 1) - L(M_c = 0): switching a varying channel goes 1 -> 0, an invariant one 0 -> 1
+        delta = ((err_now[:, None] - err_switch).mean(0)) * (2 * hard - 1)
+        m = mask.to(torch.float32)
+        return torch.sum((m - m.detach()) * delta.detach())

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
+import contextlib
 import math
+import numbers
 
 import torch
 from monai.utils import look_up_option
@@ -109,6 +109,7 @@ class ALD(nn.Module):
         if alpha_init_at not in ("threshold", "zero"):
             raise ValueError(f"alpha_init_at must be 'threshold' or 'zero', got {alpha_init_at!r}.")
         self.num_channels = num_channels
+        self._forced: torch.Tensor | None = None  # see use_mask
         self.tau = tau
         self.temperature = temperature
         if self.partition == "learned":
@@ -156,6 +157,8 @@ class ALD(nn.Module):
         Training mode with ``gate="gumbel"``: a sample ``1[alpha / T + l > 0]`` (logistic ``l``), gradient of
         ``sigmoid(alpha / T + l)``.
         """
+        if self._forced is not None:
+            return self._forced
         if self.alpha is None:
             return self.fixed_mask
         if self.training and self.gate == "gumbel":
@@ -166,6 +169,22 @@ class ALD(nn.Module):
         soft = self.probabilities()
         # exactly 0/1 in the forward pass (the bracket is exactly zero); gradient of sigmoid(alpha / T) backward
         return (self.alpha.detach() > self.threshold).to(soft.dtype) + (soft - soft.detach())
+
+    @contextlib.contextmanager
+    def use_mask(self, mask: torch.Tensor):
+        """Within the block, ``mask()`` returns ``mask`` (an ``(L,)`` 0/1 tensor, no gradient) instead of its own.
+
+        For passes that must see another split than the current one (every reader of the mask, the action and the
+        hybrid decoder's views alike): the switched-channel decodes of ``GroupActionAutoEncoder(mask_switch_images=N)``.
+        """
+        if not isinstance(mask, torch.Tensor) or mask.shape != (self.num_channels,):
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f"use_mask needs an ({self.num_channels},) mask, got {shape}.")
+        previous, self._forced = self._forced, mask.detach()
+        try:
+            yield
+        finally:
+            self._forced = previous
 
     @torch.no_grad()
     def settle_logits(self, margin: float = 1e-4) -> int:

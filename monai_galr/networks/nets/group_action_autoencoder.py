@@ -74,6 +74,14 @@ class GroupActionAutoEncoder(AutoEncoder):
             threshold logit; ``"zero"``, absolute).
         mask_gate / mask_temperature: the ALD gate (``"ste"``: the paper's deterministic straight-through mask;
             ``"gumbel"``: a sampled hard-concrete gate in training) and logit temperature (see ``ALD``).
+        mask_switch_images: 0 (the straight-through estimator: the reconstruction reaches each logit through the
+            linearisation at the current mask) or ``N >= 1``: in the training pass the first ``N`` images of the batch
+            are also decoded once per latent channel with that channel's state switched (no gradient), returned as
+            ``"pred_switch"``, and the rotated prediction is rendered from the hard mask without the straight-through
+            gradient; ``GroupActionLoss`` then gives each logit the reconstruction error's actual change between its
+            two states (a secant in place of the tangent).  Needs a learned partition, a channel-wise action (grid,
+            harmonic) and ``mask_gate="ste"``; eval passes are unchanged.  Costs ``N * L`` extra decoder passes per
+            step.
         latent_activation: ``"tanh"`` (bounded latent: the scale anchor the stop-gradient latent losses need)
             or ``"none"``.
         output_activation: ``"sigmoid"`` (intensities in (0, 1)), ``"clamp"`` (``StraightThroughClamp`` to
@@ -116,6 +124,7 @@ class GroupActionAutoEncoder(AutoEncoder):
         mask_gate: str = "ste",
         mask_temperature: float = 1.0,
         alpha_init_at: str = "threshold",
+        mask_switch_images: int = 0,
         latent_activation: str = "tanh",
         output_activation: str = "sigmoid",
         action_mode: str = "bilinear",
@@ -186,6 +195,16 @@ class GroupActionAutoEncoder(AutoEncoder):
                     f"harmonic_invariant 'map' needs mask_gate 'ste' (the decoder reads each channel's view from the "
                     f"same deterministic mask as the action), got mask_gate {mask_gate!r}."
                 )
+        if isinstance(mask_switch_images, bool) or not isinstance(mask_switch_images, int) or mask_switch_images < 0:
+            raise ValueError(f"mask_switch_images must be an int >= 0, got {mask_switch_images!r}.")
+        if mask_switch_images and (self.ald.alpha is None or self.action_name not in ("grid", "harmonic")
+                                   or self.ald.gate != "ste"):
+            raise ValueError(
+                f"mask_switch_images {mask_switch_images} (switched-channel decodes for the logits) needs partition "
+                f"'learned', action 'grid' or 'harmonic' and mask_gate 'ste', got partition {partition!r}, action "
+                f"{action!r}, mask_gate {mask_gate!r}; set mask_switch_images: 0."
+            )
+        self.mask_switch_images = mask_switch_images
         if self.action_name == "harmonic":
             self._build_harmonic(harmonic_radii, harmonic_modes, harmonic_lmax, harmonic_angles, harmonic_max_radius)
         elif self.action_name == "grid":
@@ -359,8 +378,31 @@ class GroupActionAutoEncoder(AutoEncoder):
         else:
             z_acted = m * self.action(m * z, rotation) + (1 - m) * z
         out["z_acted"] = z_acted
-        out["pred"] = self.decode(z_acted)
+        if self.mask_switch_images and self.training:
+            out["pred"], out["pred_switch"] = self._switched_predictions(z, out["z_rotated"], mask)
+        else:
+            out["pred"] = self.decode(z_acted)
         return out
+
+    def _switched_predictions(
+        self, z: torch.Tensor, z_rotated: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prediction from the hard mask (no straight-through gradient) and, without gradients, the first
+        ``mask_switch_images`` images decoded with each channel's state switched: ``(N, L, C, *spatial)``."""
+        hard = mask.detach()
+        h = self.ald.broadcast(hard, z)
+        with self.ald.use_mask(hard):
+            pred = self.decode(h * z_rotated + (1 - h) * z)
+        n = min(self.mask_switch_images, z.shape[0])
+        switched = []
+        with torch.no_grad():
+            for c in range(self.latent_channels):
+                flip = hard.clone()
+                flip[c] = 1 - flip[c]
+                f = self.ald.broadcast(flip, z)
+                with self.ald.use_mask(flip):
+                    switched.append(self.decode(f * z_rotated[:n] + (1 - f) * z[:n]))
+        return pred, torch.stack(switched, dim=1)
 
     @property
     def action_is_channelwise(self) -> bool:
