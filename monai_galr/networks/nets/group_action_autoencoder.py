@@ -348,7 +348,8 @@ class GroupActionAutoEncoder(AutoEncoder):
           (``encode(target)``, computed without gradients: the stop-gradient; ``target = T_R x``), ``"mask"``
           (the ``(L,)`` ALD mask with its straight-through gradient) and, for the channel-wise actions (``grid``,
           ``harmonic``), ``"z_rotated"`` (``Phi^v_R(z)`` on every channel, varying or not: what
-          ``GroupActionLoss(mask_gradient="two_sided")`` compares with ``z_target``).
+          ``GroupActionLoss(mask_gradient="two_sided")`` compares with ``z_target``); with ``mask_switch_images``
+          in training mode also ``"pred_switch"`` (``(N, L, C, *spatial)``, see ``mask_switch_images``).
 
         Everything runs inside ``forward`` so that ``DistributedDataParallel`` sees the whole step.
 
