@@ -111,6 +111,13 @@ class GroupActionTrainer(SupervisedTrainer):
                 "mask_gradient 'two_sided' needs a channel-wise latent action (action: grid or harmonic), got action "
                 f"{getattr(core, 'action_name', '?')!r}; set mask_gradient: one_sided (--mask_gradient one_sided)."
             )
+        switch = int(getattr(core, "mask_switch_images", 0) or 0)
+        if switch and mask_loss_terms is not None and "loss_r" not in mask_loss_terms:
+            raise ValueError(
+                f"mask_switch_images {switch} reaches the logits through loss_r, which mask_loss_terms "
+                f"{list(mask_loss_terms)} keeps from them (the switched decodes would cost time and change nothing); "
+                "set mask_loss_terms: all (or include loss_r), or mask_switch_images: 0."
+            )
 
     def _mask_grad(self, engine: GroupActionTrainer, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The logits' gradient from the ``mask_loss_terms`` only (``None``: no learned logits)."""

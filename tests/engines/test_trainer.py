@@ -263,3 +263,20 @@ def test_two_sided_mask_gradient_with_the_learned_action_fails_before_training()
     GroupActionTrainer(loss_function=GroupActionLoss(mask_gradient="one_sided"), **kw)  # the paper's form runs
     grid = GroupActionAutoEncoder(2, 1, 1, channels=(4,), strides=(1,), latent_channels=2, action="grid")
     GroupActionTrainer(loss_function=GroupActionLoss(mask_gradient="two_sided"), **{**kw, "network": grid})
+
+
+def test_switch_estimator_needs_loss_r_among_the_mask_terms():
+    """mask_switch_images acts through loss_r: a trainer that keeps loss_r from the logits refuses it by name; with
+    every term it trains and the switch reaches the logits."""
+    net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 8), strides=(2, 1), latent_channels=4, mask_switch_images=2)
+    common = dict(device=torch.device("cpu"), max_epochs=1, network=net,
+                  train_data_loader=DataLoader(_data(8), batch_size=4, shuffle=False, num_workers=0),
+                  optimizer=torch.optim.Adam(net.parameters(), lr=1e-2),
+                  loss_function=GroupActionLoss(mask_gradient="two_sided"),
+                  prepare_batch=PrepareGroupActionBatch(random_if_missing=True, seed=0))
+    with pytest.raises(ValueError, match=r"mask_switch_images 2 reaches the logits through loss_r.*\['loss_i', 'loss_v'\]"):
+        GroupActionTrainer(mask_loss_terms=["loss_i", "loss_v"], **common)
+    set_determinism(seed=0)
+    alpha0 = net.ald.alpha.detach().clone()
+    GroupActionTrainer(mask_loss_terms="all", **common).run()
+    assert not torch.equal(net.ald.alpha.detach(), alpha0)
