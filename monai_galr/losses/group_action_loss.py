@@ -49,7 +49,8 @@ class GroupActionLoss(nn.Module):
     With ``pred_switch`` (the network's ``mask_switch_images``: the first ``N`` images decoded once per channel with
     that channel's state switched) the reconstruction reaches the logits through the switch instead of the
     straight-through linearisation: ``L_rec`` gains ``sum_c (M_c - sg[M_c]) * Delta_c``, exactly zero in value, with
-    ``Delta_c = L_rec(M_c = 1) - L_rec(M_c = 0)`` estimated on those ``N`` images, so logit ``c`` receives
+    ``Delta_c = L_rec(M_c = 1) - L_rec(M_c = 0)`` estimated on those ``N`` images (each switch against
+    ``pred_switch_base``, the same images decoded the same way with the current mask), so logit ``c`` receives
     ``Delta_c * dM_c/dalpha_c``: the reconstruction error's actual change between its two states.  Needs
     ``"two_sided"`` (the one-sided latent terms would reach the logits through the prediction's mask).
 
@@ -102,7 +103,8 @@ class GroupActionLoss(nn.Module):
     def from_outputs(self, outputs: dict[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss of the network's training pass: ``outputs`` is ``GroupActionAutoEncoder(x, R, target)``'s dict."""
         return self(outputs["pred"], target, outputs["z"], outputs["z_target"], outputs["z_acted"], outputs["mask"],
-                    z_rotated=outputs.get("z_rotated"), pred_switch=outputs.get("pred_switch"))
+                    z_rotated=outputs.get("z_rotated"), pred_switch=outputs.get("pred_switch"),
+                    pred_switch_base=outputs.get("pred_switch_base"))
 
     @staticmethod
     def _check(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
@@ -119,6 +121,7 @@ class GroupActionLoss(nn.Module):
         mask: torch.Tensor,
         z_rotated: torch.Tensor | None = None,
         pred_switch: torch.Tensor | None = None,
+        pred_switch_base: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute the loss.
 
@@ -133,6 +136,8 @@ class GroupActionLoss(nn.Module):
                 ignored by ``"one_sided"``.
             pred_switch: ``(N, L, C, *spatial)``, the first ``N`` images of the batch decoded with channel ``c``'s
                 state switched (see above), or ``None`` (the straight-through estimator).
+            pred_switch_base: ``(N, C, *spatial)``, the same images decoded as ``pred_switch`` was but with the
+                current mask: the reference each switch is compared with (``None``: ``pred[:N]``).
         """
         self._check(pred, target, "reconstruction")
         self._check(z, z_target, "latent")
@@ -160,7 +165,7 @@ class GroupActionLoss(nn.Module):
             loss_i = torch.mean(((1 - m) * (z.float() - z_t)) ** 2)
             loss_v = torch.mean((m * (z_acted.float() - z_t)) ** 2)
         if pred_switch is not None:
-            loss_r = loss_r + self._switch_term(pred, target, mask, pred_switch)
+            loss_r = loss_r + self._switch_term(pred, target, mask, pred_switch, pred_switch_base)
         loss_s = mask.to(torch.float32).mean()
         total = self.lambda_r * loss_r + self.lambda_i * loss_i + self.lambda_v * loss_v
         if self.lambda_s > 0:
@@ -168,7 +173,12 @@ class GroupActionLoss(nn.Module):
         return {"loss": total, "loss_r": loss_r, "loss_i": loss_i, "loss_v": loss_v, "loss_s": loss_s}
 
     def _switch_term(
-        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, pred_switch: torch.Tensor
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor,
+        pred_switch: torch.Tensor,
+        base: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``sum_c (M_c - sg[M_c]) * Delta_c``: zero in value, the switch's change of ``L_rec`` as the logits' gradient."""
         if self.mask_gradient != "two_sided":
@@ -183,9 +193,13 @@ class GroupActionLoss(nn.Module):
                 f"pred_switch must be (N, {num}, *{tuple(pred.shape[1:])}) with 1 <= N <= {pred.shape[0]}, got "
                 f"{tuple(pred_switch.shape)}."
             )
+        base = pred[:n] if base is None else base
+        if base.shape != (n, *pred.shape[1:]):
+            raise ValueError(f"pred_switch_base must be {(n, *pred.shape[1:])} to match pred_switch, got "
+                             f"{tuple(base.shape)}.")
         dims = list(range(1, pred.ndim))
         tgt = target[:n].float()
-        err_now = torch.mean((pred[:n].detach().float() - tgt) ** 2, dim=dims)  # (N,)
+        err_now = torch.mean((base.detach().float() - tgt) ** 2, dim=dims)  # (N,)
         err_switch = torch.mean((pred_switch.float() - tgt[:, None]) ** 2, dim=[d + 1 for d in dims])  # (N, L)
         hard = mask.detach().float()
         # L(M_c = 1) - L(M_c = 0): switching a varying channel goes 1 -> 0, an invariant one 0 -> 1

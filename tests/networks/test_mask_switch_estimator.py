@@ -18,10 +18,10 @@ NETS = {
 }
 
 
-def _net(kind: str, switch: int) -> GroupActionAutoEncoder:
+def _net(kind: str, switch: int, norm: str = "instance") -> GroupActionAutoEncoder:
     torch.manual_seed(0)
     net = GroupActionAutoEncoder(2, 1, 1, channels=(4, 4), strides=(2, 1), latent_channels=4, alpha_init_std=1.0,
-                                 mask_switch_images=switch, **NETS[kind])
+                                 mask_switch_images=switch, norm=norm, **NETS[kind])
     return net.train()
 
 
@@ -41,12 +41,19 @@ def _grads(net, loss_fn, x, r, t):
     return out, {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("norm", ["instance", "batch"])
 @pytest.mark.parametrize("kind", sorted(NETS))
-def test_loss_and_network_gradients_match_the_straight_through_pass(kind):
+def test_loss_and_network_gradients_match_the_straight_through_pass(kind, norm):
     x, r, t = _batch()
     loss_fn = GroupActionLoss(lambda_i=0.1, lambda_v=0.1, mask_gradient="two_sided")
-    ste, g_ste = _grads(_net(kind, 0), loss_fn, x, r, t)
-    sw, g_sw = _grads(_net(kind, 2), loss_fn, x, r, t)
+    net_ste, net_sw = _net(kind, 0, norm), _net(kind, 2, norm)
+    ste, g_ste = _grads(net_ste, loss_fn, x, r, t)
+    sw, g_sw = _grads(net_sw, loss_fn, x, r, t)
+    # the extra decodes run in eval mode: batch-norm running statistics move as in the straight-through pass
+    buffers = dict(net_ste.named_buffers())
+    assert net_sw.training and any("running_mean" in k for k in buffers) == (norm == "batch")
+    for name, value in net_sw.named_buffers():
+        torch.testing.assert_close(value, buffers[name], rtol=1e-6, atol=1e-7, msg=name)
     assert 0 < _net(kind, 0).ald.hard_mask().sum() < 4  # both states present
     for k in ("loss", "loss_r", "loss_i", "loss_v"):
         assert torch.equal(ste[k], sw[k]), k
@@ -78,11 +85,40 @@ def test_logit_gradient_is_the_switch_of_the_reconstruction_error(kind):
     net.ald.alpha.data.copy_(alpha0)
 
 
+def test_with_batch_norm_each_switch_is_measured_on_the_running_statistics():
+    """The switch and its reference are decoded in eval mode from the training pass's latents, so a batch norm's
+    batch statistics of the few switched images (a bias shared by every switch) do not enter the logits."""
+    x, r, t = _batch()
+    loss_fn = GroupActionLoss(lambda_i=0.0, lambda_v=0.0, mask_gradient="two_sided")
+    net = _net("hybrid", 2, "batch")
+    net.zero_grad()
+    out = net(x, r, t)
+    loss_fn.from_outputs(out, t)["loss"].backward()
+    z, zr = out["z"].detach()[:2], out["z_rotated"].detach()[:2]
+    hard = net.ald.hard_mask().float()
+    slope = torch.sigmoid(net.ald.alpha) * (1 - torch.sigmoid(net.ald.alpha))
+    net.eval()
+
+    def rec_error(mask: torch.Tensor) -> float:
+        m = net.ald.broadcast(mask, z)
+        with torch.no_grad(), net.ald.use_mask(mask):
+            return torch.mean((net.decode(m * zr + (1 - m) * z) - t[:2]) ** 2).item()
+
+    for c in range(4):
+        on, off = hard.clone(), hard.clone()
+        on[c], off[c] = 1.0, 0.0
+        expected = (rec_error(on) - rec_error(off)) * slope[c].item()
+        assert net.ald.alpha.grad[c].item() == pytest.approx(expected, rel=1e-4, abs=1e-8)
+    # the reference is the current mask decoded the same way
+    torch.testing.assert_close(out["pred_switch_base"], net.decode(net.ald.broadcast(hard, z) * zr
+                                                                   + (1 - net.ald.broadcast(hard, z)) * z).detach())
+
+
 def test_eval_pass_and_the_first_images_only():
     x, r, t = _batch()
     net = _net("hybrid", 2)
     out = net(x, r, t)
-    assert out["pred_switch"].shape == (2, 4, 1, 16, 16)
+    assert out["pred_switch"].shape == (2, 4, 1, 16, 16) and out["pred_switch_base"].shape == (2, 1, 16, 16)
     net.eval()
     assert "pred_switch" not in net(x, r, t)
     torch.testing.assert_close(net(x, r), _net("hybrid", 0).eval()(x, r))
@@ -109,6 +145,10 @@ def test_the_loss_needs_two_sided_and_a_matching_shape():
         GroupActionLoss(mask_gradient="one_sided").from_outputs(out, t)
     out["pred_switch"] = out["pred_switch"][:, :3]
     with pytest.raises(ValueError, match=r"pred_switch must be \(N, 4, \*\(1, 16, 16\)\)"):
+        GroupActionLoss(mask_gradient="two_sided").from_outputs(out, t)
+    out = _net("grid", 2)(x, r, t)
+    out["pred_switch_base"] = out["pred_switch_base"][:1]
+    with pytest.raises(ValueError, match=r"pred_switch_base must be \(2, 1, 16, 16\).*got \(1, 1, 16, 16\)"):
         GroupActionLoss(mask_gradient="two_sided").from_outputs(out, t)
 
 

@@ -9,6 +9,7 @@ import torch
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Act
 from monai.networks.nets import AutoEncoder
+from monai.networks.utils import eval_mode
 from monai.utils import look_up_option
 from torch import nn
 
@@ -76,12 +77,13 @@ class GroupActionAutoEncoder(AutoEncoder):
             ``"gumbel"``: a sampled hard-concrete gate in training) and logit temperature (see ``ALD``).
         mask_switch_images: 0 (the straight-through estimator: the reconstruction reaches each logit through the
             linearisation at the current mask) or ``N >= 1``: in the training pass the first ``N`` images of the batch
-            are also decoded once per latent channel with that channel's state switched (no gradient), returned as
-            ``"pred_switch"``, and the rotated prediction is rendered from the hard mask without the straight-through
+            are also decoded once per latent channel with that channel's state switched and once as they are (no
+            gradient, the network in eval mode: batch norm on its running statistics, which these decodes leave
+            unchanged), returned as ``"pred_switch"`` and ``"pred_switch_base"``, and the rotated prediction is rendered from the hard mask without the straight-through
             gradient; ``GroupActionLoss`` then gives each logit the reconstruction error's actual change between its
             two states (a secant in place of the tangent).  Needs a learned partition, a channel-wise action (grid,
-            harmonic) and ``mask_gate="ste"``; eval passes are unchanged.  Costs ``N * L`` extra decoder passes per
-            step.
+            harmonic) and ``mask_gate="ste"``; eval passes are unchanged.  Costs ``N * (L + 1)`` extra decoder passes
+            per step.
         latent_activation: ``"tanh"`` (bounded latent: the scale anchor the stop-gradient latent losses need)
             or ``"none"``.
         output_activation: ``"sigmoid"`` (intensities in (0, 1)), ``"clamp"`` (``StraightThroughClamp`` to
@@ -349,7 +351,8 @@ class GroupActionAutoEncoder(AutoEncoder):
           (the ``(L,)`` ALD mask with its straight-through gradient) and, for the channel-wise actions (``grid``,
           ``harmonic``), ``"z_rotated"`` (``Phi^v_R(z)`` on every channel, varying or not: what
           ``GroupActionLoss(mask_gradient="two_sided")`` compares with ``z_target``); with ``mask_switch_images``
-          in training mode also ``"pred_switch"`` (``(N, L, C, *spatial)``, see ``mask_switch_images``).
+          in training mode also ``"pred_switch"`` (``(N, L, C, *spatial)``) and ``"pred_switch_base"`` (``(N, C,
+          *spatial)``), see ``mask_switch_images``.
 
         Everything runs inside ``forward`` so that ``DistributedDataParallel`` sees the whole step.
 
@@ -380,30 +383,41 @@ class GroupActionAutoEncoder(AutoEncoder):
             z_acted = m * self.action(m * z, rotation) + (1 - m) * z
         out["z_acted"] = z_acted
         if self.mask_switch_images and self.training:
-            out["pred"], out["pred_switch"] = self._switched_predictions(z, out["z_rotated"], mask)
+            out["pred"], out["pred_switch_base"], out["pred_switch"] = self._switched_predictions(
+                z, out["z_rotated"], mask
+            )
         else:
             out["pred"] = self.decode(z_acted)
         return out
 
     def _switched_predictions(
         self, z: torch.Tensor, z_rotated: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prediction from the hard mask (no straight-through gradient) and, without gradients, the first
-        ``mask_switch_images`` images decoded with each channel's state switched: ``(N, L, C, *spatial)``."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The prediction from the hard mask (no straight-through gradient); then, without gradients and with the
+        network in eval mode, the first ``mask_switch_images`` images decoded with the current mask ``(N, C,
+        *spatial)`` and with each channel's state switched ``(N, L, C, *spatial)``.
+
+        Eval mode: batch-norm layers decode those few images with their running statistics, as the network is
+        evaluated, and the ``N * (L + 1)`` extra decodes leave the statistics unchanged (in training mode each
+        decode would normalise ``N`` images by their own statistics, a bias shared by every switch, and pull the
+        running statistics towards the switched latents)."""
         hard = mask.detach()
         h = self.ald.broadcast(hard, z)
         with self.ald.use_mask(hard):
             pred = self.decode(h * z_rotated + (1 - h) * z)
         n = min(self.mask_switch_images, z.shape[0])
+        z, z_rotated = z[:n].detach(), z_rotated[:n].detach()
         switched = []
-        with torch.no_grad():
+        with eval_mode(self):
+            with self.ald.use_mask(hard):
+                base = self.decode(h * z_rotated + (1 - h) * z)
             for c in range(self.latent_channels):
                 flip = hard.clone()
                 flip[c] = 1 - flip[c]
                 f = self.ald.broadcast(flip, z)
                 with self.ald.use_mask(flip):
-                    switched.append(self.decode(f * z_rotated[:n] + (1 - f) * z[:n]))
-        return pred, torch.stack(switched, dim=1)
+                    switched.append(self.decode(f * z_rotated + (1 - f) * z))
+        return pred, base, torch.stack(switched, dim=1)
 
     @property
     def action_is_channelwise(self) -> bool:
