@@ -88,7 +88,10 @@ def _pooled(images: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def round_trip_table(maps: torch.Tensor, geometries: Sequence[dict], ssim_metric) -> list[dict]:
-    """PSNR / SSIM of ``synthesis(analysis(maps))`` against ``maps`` ``(B, 1, *shape)``, for each geometry."""
+    """PSNR / SSIM of ``synthesis(analysis(maps))`` against ``maps`` ``(B, 1, *shape)``, for each geometry.
+
+    The rendered map is clamped to [0, 1] (the data range of the bundles' images and of the PSNR) before comparing.
+    """
     from monai.metrics import PSNRMetric
 
     from monai_galr.networks.blocks.harmonic import HarmonicAnalysis, HarmonicSynthesis
